@@ -1,0 +1,63 @@
+"""Settings, read from `VERA_*` environment variables (or a `.env` file).
+
+With no configuration everything runs on one machine under `./.vera/`: a SQLite
+database, blobs in a local directory and a broker that needs no server.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VERA_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".vera"), description="Directory for embedded state.")
+    database_url: str = Field(
+        "sqlite:///./.vera/registry.db",
+        description="SQLAlchemy URL; postgresql+psycopg://user:pw@host/db in production.",
+    )
+    storage_url: str = Field(
+        "file://./.vera/blobs",
+        description="file://DIR or s3://bucket/prefix for adapter and dataset blobs.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store.")
+    s3_region: str | None = Field(None, description="S3 region.")
+    s3_access_key_id: str | None = Field(None, description="S3 access key (else boto3's chain).")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    s3_checksums: bool = Field(
+        True, description="Send SHA-256 checksums on upload; turn off for stores that reject them."
+    )
+    s3_conditional_writes: bool = Field(
+        True, description="Use If-None-Match create-only writes; off for stores without them."
+    )
+    s3_presign_downloads: bool = Field(
+        False, description="Answer blob downloads with a 307 to a presigned S3 URL."
+    )
+    s3_presign_ttl_s: int = Field(300, description="Lifetime of presigned URLs, seconds.")
+    broker_url: str = Field(
+        "sqla+sqlite:///./.vera/broker.db",
+        description="Celery broker: redis://host:6379/0 or amqp://… in production.",
+    )
+    api_host: str = Field("127.0.0.1", description="Address `vera-registry serve` binds.")
+    api_port: int = Field(8300, description="Port `vera-registry serve` binds.")
+    max_dataset_bytes: int = Field(64 * MiB, description="Largest dataset upload, bytes.")
+    max_dataset_rows: int = Field(200_000, description="Most rows in one dataset.")
+    max_blob_bytes: int = Field(512 * MiB, description="Largest adapter blob, bytes.")
+    job_max_runtime_s: int = Field(6 * 3600, description="Hard limit on one training job.")
+    job_max_attempts: int = Field(3, description="Claims of one job before it fails for good.")
+    heartbeat_interval_s: float = Field(5.0, description="How often a running job heartbeats.")
+    heartbeat_stale_s: float = Field(60.0, description="Heartbeat age after which a job is lost.")
+    blob_gc_grace_s: int = Field(24 * 3600, description="Age before an unreferenced blob goes.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

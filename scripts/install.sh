@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates .venv and installs the project with its training and development extras.
+# torch goes first, pinned to the CPU build this machine has on disk; the project's
+# torch range accepts it, so pip pulls no CUDA build afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[train,dev]"

@@ -1,0 +1,1 @@
+"""Celery workers: VeRA training jobs, the sweeper and the base-model cache."""
