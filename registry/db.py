@@ -89,7 +89,24 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
+        session.info.pop("after_commit", None)
         session.rollback()
         raise
+    else:
+        run_after_commit(session)
     finally:
         session.close()
+
+
+def after_commit(session: Session, callback) -> None:
+    """Run `callback()` once the session's transaction has committed (never on rollback).
+
+    Used to send a task only after the row it reads is visible to the worker.
+    """
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+def run_after_commit(session: Session) -> None:
+    callbacks = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        callback()

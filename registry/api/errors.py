@@ -1,0 +1,59 @@
+"""One place that turns every failure into {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from registry.errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, code: str, message: str, details=None, headers: dict | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict]:
+    fields = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        fields.append({"field": ".".join(loc), "message": err.get("msg", "invalid")})
+    return fields
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RegistryError)
+    async def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("registry error %s: %s", exc.code, exc.message)
+        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = _field_errors(exc)
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+        return error_response(422, "invalid", f"invalid request: {summary}", fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus else "error"
+        code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "_")
+        message = exc.detail if isinstance(exc.detail, str) else phrase
+        return error_response(exc.status_code, code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal", "internal error; see the server log")

@@ -1,0 +1,77 @@
+"""The FastAPI application: `create_app()` wires settings, database, storage and routers."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from registry import __version__
+from registry.api.deps import AuthCache
+from registry.api.errors import install_error_handlers
+from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from registry.config import Settings, get_settings
+from registry.db import make_engine, make_sessionmaker
+from registry.dispatch import JobDispatcher, NullDispatcher
+from registry.storage import BlobStore, open_store
+
+log = logging.getLogger(__name__)
+
+JSON_BODY_LIMIT = 1024 * 1024
+UPLOAD_PATHS = ("/v1/datasets",)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: BlobStore | None = None,
+    dispatcher: JobDispatcher | None = None,
+) -> FastAPI:
+    """Build the service. Tests and `vera-registry serve` pass their own parts."""
+    from registry.adapters.router import router as adapters_router
+    from registry.base_models.router import router as base_models_router
+    from registry.jobs.router import router as jobs_router
+    from registry.tenants.router import router as tenants_router
+
+    from registry.api.health import router as health_router
+
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="VeRA Registry",
+        version=__version__,
+        description="Per-user VeRA adapters: training jobs, versions, aliases and publishing.",
+    )
+    engine = make_engine(settings.database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_sessionmaker(engine)
+    app.state.store = store or open_store(settings)
+    app.state.dispatcher = dispatcher or _default_dispatcher(settings)
+    app.state.auth_cache = AuthCache(app.state.session_factory)
+
+    install_error_handlers(app)
+    dataset_limit = settings.max_dataset_bytes
+
+    def limit_for(path: str) -> int:
+        return dataset_limit if path.startswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(MetricsMiddleware)
+    for router in (
+        health_router,
+        tenants_router,
+        base_models_router,
+        jobs_router,
+        adapters_router,
+    ):
+        app.include_router(router)
+    return app
+
+
+def _default_dispatcher(settings: Settings) -> JobDispatcher:
+    try:
+        from workers.dispatch import CeleryDispatcher
+    except ImportError:
+        log.warning("workers.dispatch not available: jobs stay queued until a worker sends them")
+        return NullDispatcher()
+    return CeleryDispatcher(settings)
