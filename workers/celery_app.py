@@ -1,0 +1,56 @@
+"""The Celery application, configured from Settings alone.
+
+Celery gives at-least-once delivery here, no more: the database owns each job (see
+registry/jobs/lease.py), so a duplicate or redelivered task can never write twice.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from registry.config import Settings, get_settings
+
+TRAIN_QUEUE = "train"
+MAINTENANCE_QUEUE = "maintenance"
+TRAIN_TASK = "vera.train"
+SWEEP_TASK = "vera.sweep"
+
+
+def broker_transport_options(settings: Settings) -> dict:
+    # Redis redelivers an unacked message after the visibility timeout, even while the first
+    # copy still runs: keep it above the longest job, and let the lease fence the rest.
+    options: dict = {"visibility_timeout": settings.job_max_runtime_s + 600}
+    if settings.broker_url.startswith("redis"):
+        options.update(socket_connect_timeout=5, socket_timeout=30)
+    return options
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if settings.broker_url.startswith("sqla+sqlite:///"):
+        settings.home.mkdir(parents=True, exist_ok=True)
+    app = Celery("vera_registry", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_transport_options(settings),
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_default_queue=TRAIN_QUEUE,
+        task_queues=(Queue(TRAIN_QUEUE), Queue(MAINTENANCE_QUEUE)),
+        task_routes={SWEEP_TASK: {"queue": MAINTENANCE_QUEUE}},
+        task_soft_time_limit=settings.job_max_runtime_s,
+        task_time_limit=settings.job_max_runtime_s + 120,
+        worker_send_task_events=False,
+        beat_schedule={
+            "sweep": {"task": SWEEP_TASK, "schedule": max(5.0, settings.heartbeat_stale_s / 2)}
+        },
+        accept_content=["json"],
+        task_serializer="json",
+    )
+    app.conf.vera_settings = settings
+    return app
