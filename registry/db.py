@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -110,3 +112,12 @@ def run_after_commit(session: Session) -> None:
     callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         callback()
+
+
+def new_id() -> str:
+    """A random 128-bit id as 32 hex characters: unguessable, no cross-tenant counts leak."""
+    return uuid.uuid4().hex
+
+
+BigIntPK = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
+JSONType = JSON().with_variant(JSONB(), "postgresql")
