@@ -11,9 +11,7 @@ class RegistryError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(
-        self, message: str, *, code: str | None = None, details: Any = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:

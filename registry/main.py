@@ -29,11 +29,10 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
     from registry.adapters.router import router as adapters_router
+    from registry.api.health import router as health_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
     from registry.tenants.router import router as tenants_router
-
-    from registry.api.health import router as health_router
 
     settings = settings or get_settings()
     app = FastAPI(

@@ -70,9 +70,7 @@ class AliasEvent(Base):
     """Append-only alias history; `seq` is global and monotonic, so it is the change feed."""
 
     __tablename__ = "alias_events"
-    __table_args__ = (
-        CheckConstraint("kind IN ('set', 'rollback')", name="kind"),
-    )
+    __table_args__ = (CheckConstraint("kind IN ('set', 'rollback')", name="kind"),)
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)

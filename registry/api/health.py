@@ -10,7 +10,9 @@ from sqlalchemy import func, select, text
 
 router = APIRouter(tags=["health"])
 
-JOBS_BY_STATE = Gauge("vera_jobs", "Jobs by state, read from the database at scrape time", ["state"])
+JOBS_BY_STATE = Gauge(
+    "vera_jobs", "Jobs by state, read from the database at scrape time", ["state"]
+)
 
 
 @router.get("/healthz")

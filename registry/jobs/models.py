@@ -49,7 +49,9 @@ class Job(Base):
         CheckConstraint(
             "state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="state"
         ),
-        CheckConstraint("error_kind IS NULL OR error_kind IN ('user', 'system')", name="error_kind"),
+        CheckConstraint(
+            "error_kind IS NULL OR error_kind IN ('user', 'system')", name="error_kind"
+        ),
         UniqueConstraint("tenant_id", "idempotency_key"),
     )
 

@@ -1,0 +1,376 @@
+"""Adapters, immutable versions, aliases (compare-and-swap), rollback and the change feed."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
+from registry.db import utcnow
+from registry.errors import Conflict, Invalid, NotFound
+
+VERSION_ALLOCATION_ATTEMPTS = 20
+# Any constant works: it names the one lock that orders appends to the change feed.
+FEED_LOCK_KEY = 0x5645524146454544
+
+
+def get_or_create_adapter(
+    session: Session,
+    tenant_id: str,
+    *,
+    user_id: str,
+    name: str,
+    base_model_id: str,
+    projection_id: str,
+    target_modules: list[str] | str,
+    task: str,
+) -> Adapter:
+    """The user's adapter of that name; it stays bound to one base, projection and targets."""
+    binding = dict(
+        base_model_id=base_model_id,
+        projection_id=projection_id,
+        target_modules=target_modules,
+        task=task,
+    )
+    adapter = find_adapter(session, tenant_id, user_id, name)
+    if adapter is None:
+        adapter = Adapter(tenant_id=tenant_id, user_id=user_id, name=name, **binding)
+        try:
+            with session.begin_nested():
+                session.add(adapter)
+            return adapter
+        except IntegrityError:
+            adapter = find_adapter(session, tenant_id, user_id, name)
+    differing = sorted(k for k, v in binding.items() if getattr(adapter, k) != v)
+    if differing:
+        raise Conflict(
+            f"adapter {name!r} of user {user_id!r} is bound to another "
+            f"{', '.join(differing)}; train under a new adapter name instead",
+            code="adapter_binding",
+            details={"adapter_id": adapter.id, "fields": differing},
+        )
+    return adapter
+
+
+def find_adapter(session: Session, tenant_id: str, user_id: str, name: str) -> Adapter | None:
+    return session.scalar(
+        select(Adapter).where(
+            Adapter.tenant_id == tenant_id, Adapter.user_id == user_id, Adapter.name == name
+        )
+    )
+
+
+def get_adapter(session: Session, tenant_id: str, adapter_id: str) -> Adapter:
+    adapter = session.scalar(
+        select(Adapter).where(Adapter.id == adapter_id, Adapter.tenant_id == tenant_id)
+    )
+    if adapter is None:
+        raise NotFound(f"adapter {adapter_id} not found")
+    return adapter
+
+
+def list_user_adapters(session: Session, tenant_id: str, user_id: str) -> list[Adapter]:
+    query = select(Adapter).where(Adapter.tenant_id == tenant_id, Adapter.user_id == user_id)
+    return list(session.scalars(query.order_by(Adapter.name)))
+
+
+def create_version(
+    session: Session,
+    adapter: Adapter,
+    *,
+    blob_sha256: str,
+    size_bytes: int,
+    metrics: dict | None = None,
+    job_id: str | None = None,
+    parent_version_id: str | None = None,
+) -> AdapterVersion:
+    """The next version (1, 2, 3… with no gaps), numbered inside the caller's transaction."""
+    # Locking the adapter row serializes allocation on PostgreSQL; the unique constraint
+    # and the retry below keep numbers right on any backend.
+    session.execute(select(Adapter.id).where(Adapter.id == adapter.id).with_for_update())
+    for _ in range(VERSION_ALLOCATION_ATTEMPTS):
+        number = 1 + (
+            session.scalar(
+                select(func.max(AdapterVersion.number)).where(
+                    AdapterVersion.adapter_id == adapter.id
+                )
+            )
+            or 0
+        )
+        version = AdapterVersion(
+            tenant_id=adapter.tenant_id,
+            adapter_id=adapter.id,
+            number=number,
+            blob_sha256=blob_sha256,
+            size_bytes=size_bytes,
+            metrics=metrics or {},
+            job_id=job_id,
+            parent_version_id=parent_version_id,
+        )
+        try:
+            with session.begin_nested():
+                session.add(version)
+            return version
+        except IntegrityError as exc:
+            if job_id is not None and _version_of_job(session, job_id) is not None:
+                raise Conflict(f"job {job_id} already created a version") from exc
+    raise Conflict(f"could not allocate a version number for adapter {adapter.id}; retry")
+
+
+def _version_of_job(session: Session, job_id: str) -> AdapterVersion | None:
+    return session.scalar(select(AdapterVersion).where(AdapterVersion.job_id == job_id))
+
+
+def get_version(session: Session, tenant_id: str, adapter_id: str, number: int) -> AdapterVersion:
+    version = session.scalar(
+        select(AdapterVersion).where(
+            AdapterVersion.adapter_id == adapter_id,
+            AdapterVersion.number == number,
+            AdapterVersion.tenant_id == tenant_id,
+        )
+    )
+    if version is None:
+        raise NotFound(f"adapter {adapter_id} has no version {number}")
+    return version
+
+
+def list_versions(
+    session: Session, tenant_id: str, adapter_id: str, *, after_number: int = 0, limit: int = 50
+) -> list[AdapterVersion]:
+    get_adapter(session, tenant_id, adapter_id)
+    query = select(AdapterVersion).where(
+        AdapterVersion.adapter_id == adapter_id, AdapterVersion.number > after_number
+    )
+    return list(session.scalars(query.order_by(AdapterVersion.number).limit(limit)))
+
+
+def _lock_feed(session: Session) -> None:
+    # Sequence values are handed out at insert but become visible at commit; holding one
+    # lock from before the insert until commit makes commit order equal seq order, so a
+    # feed reader that saw seq N can never later miss an event below N.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FEED_LOCK_KEY})
+
+
+def get_alias(session: Session, tenant_id: str, adapter_id: str, name: str) -> Alias:
+    alias = session.scalar(
+        select(Alias).where(
+            Alias.adapter_id == adapter_id, Alias.name == name, Alias.tenant_id == tenant_id
+        )
+    )
+    if alias is None:
+        raise NotFound(f"adapter {adapter_id} has no alias {name!r}")
+    return alias
+
+
+def set_alias(
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    alias_name: str,
+    version_number: int,
+    expected_generation: int | None = None,
+    *,
+    kind: str = "set",
+) -> Alias:
+    """Point an alias at a version. `expected_generation`: None moves unconditionally,
+    0 only creates, n only moves an alias still at generation n (else Conflict)."""
+    _check_alias_name(alias_name)
+    adapter = get_adapter(session, tenant_id, adapter_id)
+    version = get_version(session, tenant_id, adapter_id, version_number)
+    _lock_feed(session)
+    alias = session.scalar(
+        select(Alias)
+        .where(Alias.adapter_id == adapter_id, Alias.name == alias_name)
+        .with_for_update()
+    )
+    if alias is None:
+        if expected_generation not in (None, 0):
+            raise _stale(alias_name, expected_generation, None)
+        return _create_alias(session, adapter, alias_name, version, kind)
+    if expected_generation is not None and expected_generation != alias.generation:
+        raise _stale(alias_name, expected_generation, alias.generation)
+    from_version = _number_of(session, alias.version_id)
+    moved = session.execute(
+        update(Alias)
+        .where(Alias.id == alias.id, Alias.generation == alias.generation)
+        .values(version_id=version.id, generation=Alias.generation + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        raise _stale(alias_name, expected_generation, None)
+    session.refresh(alias)
+    _append_event(session, adapter, alias, kind, from_version, version.number)
+    return alias
+
+
+def _create_alias(session, adapter, alias_name, version, kind) -> Alias:
+    alias = Alias(
+        tenant_id=adapter.tenant_id,
+        adapter_id=adapter.id,
+        name=alias_name,
+        version_id=version.id,
+        generation=1,
+    )
+    try:
+        with session.begin_nested():
+            session.add(alias)
+    except IntegrityError as exc:
+        raise _stale(alias_name, 0, None) from exc
+    _append_event(session, adapter, alias, kind, None, version.number)
+    return alias
+
+
+def _stale(alias_name: str, expected: int | None, current: int | None) -> Conflict:
+    return Conflict(
+        f"alias {alias_name!r} moved since generation {expected}"
+        + (f" (now {current})" if current is not None else "")
+        + ": read it again and retry with the current generation",
+        code="stale_generation",
+        details={"expected_generation": expected, "current_generation": current},
+    )
+
+
+def _check_alias_name(name: str) -> None:
+    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        raise Invalid(
+            f"alias names are 1-64 letters, digits, '-' or '_', got {name!r}",
+            details=[{"field": "alias", "message": "invalid alias name"}],
+        )
+
+
+def _number_of(session: Session, version_id: str) -> int:
+    return session.scalar(select(AdapterVersion.number).where(AdapterVersion.id == version_id))
+
+
+def _append_event(session, adapter, alias, kind, from_version, to_version) -> AliasEvent:
+    event = AliasEvent(
+        tenant_id=adapter.tenant_id,
+        adapter_id=adapter.id,
+        user_id=adapter.user_id,
+        adapter_name=adapter.name,
+        alias=alias.name,
+        kind=kind,
+        from_version=from_version,
+        to_version=to_version,
+        generation=alias.generation,
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def rollback_alias(
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    alias_name: str,
+    to_version: int | None = None,
+    expected_generation: int | None = None,
+) -> Alias:
+    """Move the alias back to the version live before the current one (or to `to_version`)."""
+    alias = get_alias(session, tenant_id, adapter_id, alias_name)
+    if to_version is None:
+        stack = target_stack(alias_history(session, tenant_id, adapter_id, alias_name))
+        if len(stack) < 2:
+            raise Conflict(
+                f"alias {alias_name!r} has no earlier version to roll back to",
+                code="nothing_to_roll_back",
+            )
+        to_version = stack[-2]
+    return set_alias(
+        session,
+        tenant_id,
+        adapter_id,
+        alias_name,
+        to_version,
+        expected_generation if expected_generation is not None else alias.generation,
+        kind="rollback",
+    )
+
+
+def target_stack(events: list[AliasEvent]) -> list[int]:
+    """Replay history into the stack of targets: a set pushes, a rollback pops back to its
+    target (or pushes it, for a version not on the stack)."""
+    stack: list[int] = []
+    for event in events:
+        if event.kind == "rollback" and event.to_version in stack:
+            del stack[stack.index(event.to_version) + 1 :]
+        else:
+            stack.append(event.to_version)
+    return stack
+
+
+def alias_history(
+    session: Session, tenant_id: str, adapter_id: str, alias_name: str
+) -> list[AliasEvent]:
+    get_adapter(session, tenant_id, adapter_id)
+    query = select(AliasEvent).where(
+        AliasEvent.adapter_id == adapter_id, AliasEvent.alias == alias_name
+    )
+    return list(session.scalars(query.order_by(AliasEvent.seq)))
+
+
+def read_feed(
+    session: Session, tenant_id: str, after_seq: int = 0, limit: int = 100
+) -> list[AliasEvent]:
+    """Alias events of this tenant after `after_seq`, oldest first."""
+    query = select(AliasEvent).where(AliasEvent.tenant_id == tenant_id, AliasEvent.seq > after_seq)
+    return list(session.scalars(query.order_by(AliasEvent.seq).limit(limit)))
+
+
+def resolve(
+    session: Session,
+    tenant_id: str,
+    user_id: str,
+    adapter_name: str = "default",
+    alias_name: str = "live",
+) -> dict:
+    """Everything a downstream server needs to load a user's adapter, in one manifest."""
+    from registry.base_models.models import BaseModel, Projection
+
+    row = session.execute(
+        select(Adapter, Alias, AdapterVersion, BaseModel, Projection)
+        .join(Alias, (Alias.adapter_id == Adapter.id) & (Alias.name == alias_name))
+        .join(AdapterVersion, AdapterVersion.id == Alias.version_id)
+        .join(BaseModel, BaseModel.id == Adapter.base_model_id)
+        .join(Projection, Projection.id == Adapter.projection_id)
+        .where(
+            Adapter.tenant_id == tenant_id,
+            Adapter.user_id == user_id,
+            Adapter.name == adapter_name,
+        )
+    ).first()
+    if row is None:
+        raise NotFound(
+            f"user {user_id!r} has no adapter {adapter_name!r} with alias {alias_name!r}"
+        )
+    adapter, alias, version, base, projection = row
+    return {
+        "user_id": adapter.user_id,
+        "adapter_id": adapter.id,
+        "adapter_name": adapter.name,
+        "alias": alias.name,
+        "alias_generation": alias.generation,
+        "version": version.number,
+        "task": adapter.task,
+        "target_modules": adapter.target_modules,
+        "blob_sha256": version.blob_sha256,
+        "blob_size_bytes": version.size_bytes,
+        "base_model": {
+            "id": base.id,
+            "name": base.name,
+            "content_hash": base.content_hash,
+            "architecture": base.architecture,
+        },
+        "projection": {
+            "id": projection.id,
+            "seed": projection.seed,
+            "r": projection.r,
+            "max_d_in": projection.max_d_in,
+            "max_d_out": projection.max_d_out,
+            "generator": projection.generator,
+            "fingerprint": projection.fingerprint,
+        },
+    }

@@ -1,0 +1,129 @@
+"""Training datasets: JSONL validated per task before anything is stored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from registry.config import Settings
+from registry.errors import Invalid, NotFound, TooLarge
+from registry.jobs.models import TASKS, Dataset
+
+MAX_REPORTED_ERRORS = 20
+
+
+@dataclass
+class DatasetStats:
+    rows: int
+    labels: list | None = None
+    errors: list[dict] = field(default_factory=list)
+
+
+def _row_error(row: object, task: str) -> str | None:
+    if not isinstance(row, dict):
+        return "each line must be a JSON object"
+    if task == "causal-lm":
+        if "text" in row:
+            ok = isinstance(row["text"], str) and row["text"].strip()
+            return None if ok else "'text' must be a non-empty string"
+        if "prompt" in row and "completion" in row:
+            ok = all(isinstance(row[k], str) and row[k] for k in ("prompt", "completion"))
+            return None if ok else "'prompt' and 'completion' must be non-empty strings"
+        return "causal-lm rows need {'text'} or {'prompt', 'completion'}"
+    if not (isinstance(row.get("text"), str) and row["text"].strip()):
+        return "sequence-classification rows need a non-empty string 'text'"
+    label = row.get("label")
+    if isinstance(label, bool) or not isinstance(label, int | str) or label == "":
+        return "sequence-classification rows need a 'label' (integer or string)"
+    return None
+
+
+def validate_jsonl(data: bytes, task: str, max_rows: int) -> DatasetStats:
+    """Check every line; raise Invalid listing bad lines (1-based) or TooLarge over max_rows."""
+    if task not in TASKS:
+        raise Invalid(
+            f"task must be one of {list(TASKS)}, got {task!r}",
+            details=[{"field": "task", "message": "unknown task"}],
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"dataset is not UTF-8 (byte {exc.start})", code="invalid_dataset") from exc
+    stats = DatasetStats(rows=0, labels=[] if task == "sequence-classification" else None)
+    seen_labels: set = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        stats.rows += 1
+        if stats.rows > max_rows:
+            raise TooLarge(f"dataset has more than {max_rows} rows", details={"max_rows": max_rows})
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            problem = f"not valid JSON: {exc.msg}"
+        else:
+            problem = _row_error(row, task)
+        if problem:
+            stats.errors.append({"line": number, "message": problem})
+            if len(stats.errors) >= MAX_REPORTED_ERRORS:
+                break
+        elif stats.labels is not None and row["label"] not in seen_labels:
+            seen_labels.add(row["label"])
+            stats.labels.append(row["label"])
+    if stats.errors:
+        first = stats.errors[0]
+        raise Invalid(
+            f"{len(stats.errors)} bad line(s) in the dataset; line {first['line']}: "
+            f"{first['message']}",
+            code="invalid_dataset",
+            details=stats.errors,
+        )
+    if stats.rows == 0:
+        raise Invalid("dataset has no rows", code="invalid_dataset")
+    if stats.labels is not None and len(stats.labels) < 2:
+        raise Invalid(
+            "a classification dataset needs at least two distinct labels", code="invalid_dataset"
+        )
+    return stats
+
+
+def create_dataset(
+    session: Session,
+    store,
+    tenant_id: str,
+    user_id: str,
+    task: str,
+    data: bytes,
+    settings: Settings,
+) -> Dataset:
+    """Validate, then store the bytes as a blob and record them; invalid input stores nothing."""
+    if not user_id:
+        raise Invalid("user_id is required", details=[{"field": "user_id"}])
+    if len(data) > settings.max_dataset_bytes:
+        raise TooLarge(f"dataset exceeds {settings.max_dataset_bytes} bytes")
+    stats = validate_jsonl(data, task, settings.max_dataset_rows)
+    blob = store.put(data)
+    dataset = Dataset(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        task=task,
+        blob_sha256=blob.sha256,
+        rows=stats.rows,
+        size_bytes=len(data),
+        labels=stats.labels,
+    )
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    dataset = session.scalar(
+        select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
+    )
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id} not found")
+    return dataset

@@ -1,0 +1,93 @@
+"""Job requests and responses; the hyperparameter ranges live here, checked before storing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Task = Literal["causal-lm", "sequence-classification"]
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: float = Field(2e-2, gt=0, le=1.0, description="AdamW peak learning rate.")
+    epochs: int = Field(3, ge=1, le=100)
+    max_steps: int | None = Field(None, ge=1, le=1_000_000, description="Overrides epochs.")
+    batch_size: int = Field(16, ge=1, le=1024)
+    max_seq_len: int = Field(128, ge=8, le=32768)
+    warmup_ratio: float = Field(0.06, ge=0, le=0.5)
+    scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0, le=1000)
+    d_initial: float = Field(0.1, ge=0, le=10, description="Initial λd (VeRA paper, §3).")
+    vera_dropout: float = Field(0.0, ge=0, lt=1)
+    eval_fraction: float = Field(0.1, ge=0, le=0.5, description="Held-out share of rows.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    max_runtime_s: int | None = Field(None, ge=10, description="Capped by the server's limit.")
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=200)
+    adapter_name: str = Field("default", min_length=1, max_length=200)
+    dataset_id: str = Field(min_length=1, max_length=64)
+    base_model_id: str = Field(min_length=1, max_length=64)
+    projection_id: str = Field(min_length=1, max_length=64)
+    target_modules: list[str] = Field(min_length=1, max_length=512)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    warm_start: bool = Field(False, description="Start from the adapter's live version.")
+    publish: bool = Field(True, description="Move the `live` alias to the new version.")
+    queue: str | None = Field(None, max_length=200, description="Route to a GPU pool.")
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    user_id: str
+    adapter_id: str
+    dataset_id: str
+    base_model_id: str
+    projection_id: str
+    hyperparameters: dict
+    state: str
+    publish: bool
+    queue: str | None
+    progress: float
+    step: int
+    total_steps: int | None
+    attempts: int
+    error_code: str | None
+    error_kind: str | None
+    error_message: str | None
+    cancel_requested_at: datetime | None
+    result_version_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    kind: str
+    data: dict
+    created_at: datetime
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    user_id: str
+    task: str
+    blob_sha256: str
+    rows: int
+    size_bytes: int
+    labels: list | None
+    created_at: datetime

@@ -1,0 +1,269 @@
+"""Job submission, the guarded state machine, events and cancellation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from registry.adapters.models import Alias
+from registry.adapters.service import get_or_create_adapter
+from registry.base_models.models import BaseModel, Projection
+from registry.db import utcnow
+from registry.errors import Conflict, Invalid, NotFound
+from registry.jobs.models import Dataset, Job, JobEvent
+from registry.jobs.schemas import JobRequest
+
+TRANSITIONS = {
+    "queued": {"running", "cancelled", "failed"},
+    "running": {"succeeded", "failed", "cancelled", "queued"},
+    "succeeded": set(),
+    "failed": set(),
+    "cancelled": set(),
+}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def match_targets(layers: dict[str, list[int]], target_modules: list[str] | str) -> list[str]:
+    """Layer paths that PEFT would target: a regex string must match the whole path; a list
+    entry matches a path equal to it or ending in '.' + it."""
+    if isinstance(target_modules, str):
+        pattern = re.compile(target_modules)
+        return sorted(path for path in layers if pattern.fullmatch(path))
+    return sorted(
+        path for path in layers if any(path == t or path.endswith("." + t) for t in target_modules)
+    )
+
+
+def _request_sha256(request: JobRequest) -> str:
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_request(session: Session, tenant_id: str, request: JobRequest) -> list[dict]:
+    """Every problem with the request, as per-field errors (empty when it is fine)."""
+    errors: list[dict] = []
+    dataset = session.scalar(
+        select(Dataset).where(Dataset.id == request.dataset_id, Dataset.tenant_id == tenant_id)
+    )
+    if dataset is None:
+        errors.append({"field": "dataset_id", "message": "no such dataset"})
+    elif dataset.user_id != request.user_id:
+        errors.append({"field": "dataset_id", "message": "dataset belongs to another user"})
+    base = session.scalar(
+        select(BaseModel).where(
+            BaseModel.id == request.base_model_id, BaseModel.tenant_id == tenant_id
+        )
+    )
+    if base is None:
+        errors.append({"field": "base_model_id", "message": "no such base model"})
+    projection = session.scalar(
+        select(Projection).where(
+            Projection.id == request.projection_id, Projection.tenant_id == tenant_id
+        )
+    )
+    if projection is None:
+        errors.append({"field": "projection_id", "message": "no such projection"})
+    elif base is not None and projection.base_model_id != base.id:
+        errors.append({"field": "projection_id", "message": "projection is for another base model"})
+    if base is not None:
+        errors.extend(_check_targets(base, projection, request.target_modules))
+    return errors
+
+
+def _check_targets(base: BaseModel, projection: Projection | None, targets: list[str]) -> list:
+    matched = match_targets(base.layers, targets)
+    if not matched:
+        return [{"field": "target_modules", "message": f"no layer of {base.name} matches"}]
+    if projection is None:
+        return []
+    max_d_in = max(base.layers[p][0] for p in matched)
+    max_d_out = max(base.layers[p][1] for p in matched)
+    if (max_d_in, max_d_out) != (projection.max_d_in, projection.max_d_out):
+        return [
+            {
+                "field": "projection_id",
+                "message": f"targets need a projection of max_d_in={max_d_in}, max_d_out="
+                f"{max_d_out}; this one is {projection.max_d_in}×{projection.max_d_out}",
+            }
+        ]
+    return []
+
+
+def submit_job(
+    session: Session,
+    tenant_id: str,
+    request: JobRequest,
+    *,
+    idempotency_key: str | None = None,
+    max_attempts: int = 3,
+) -> tuple[Job, bool]:
+    """Validate everything, then record a queued job. Returns (job, created)."""
+    request_sha256 = _request_sha256(request)
+    if idempotency_key:
+        existing = session.scalar(
+            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
+        )
+        if existing is not None:
+            if existing.request_sha256 != request_sha256:
+                raise Conflict(
+                    "this Idempotency-Key was used for a different request",
+                    code="idempotency_key_reused",
+                    details={"job_id": existing.id},
+                )
+            return existing, False
+    errors = _check_request(session, tenant_id, request)
+    if errors:
+        raise Invalid(
+            "the job request is invalid: "
+            + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+            details=errors,
+        )
+    dataset = session.get(Dataset, request.dataset_id)
+    adapter = get_or_create_adapter(
+        session,
+        tenant_id,
+        user_id=request.user_id,
+        name=request.adapter_name,
+        base_model_id=request.base_model_id,
+        projection_id=request.projection_id,
+        target_modules=request.target_modules,
+        task=dataset.task,
+    )
+    warm_start_version_id = None
+    if request.warm_start:
+        warm_start_version_id = session.scalar(
+            select(Alias.version_id).where(Alias.adapter_id == adapter.id, Alias.name == "live")
+        )
+        if warm_start_version_id is None:
+            raise Invalid(
+                "warm_start needs a live version of this adapter; there is none",
+                details=[{"field": "warm_start", "message": "no live version"}],
+            )
+    job = Job(
+        tenant_id=tenant_id,
+        user_id=request.user_id,
+        adapter_id=adapter.id,
+        dataset_id=dataset.id,
+        base_model_id=request.base_model_id,
+        projection_id=request.projection_id,
+        hyperparameters=request.hyperparameters.model_dump(mode="json"),
+        warm_start_version_id=warm_start_version_id,
+        publish=request.publish,
+        queue=request.queue,
+        state="queued",
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        max_attempts=max_attempts,
+    )
+    session.add(job)
+    session.flush()
+    append_job_event(session, job.id, "state", {"state": "queued"})
+    return job, True
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    tenant_id: str,
+    *,
+    user_id: str | None = None,
+    state: str | None = None,
+    before: tuple[str, str] | None = None,
+    limit: int = 50,
+) -> list[Job]:
+    """Newest first; `before` is the (created_at ISO, id) of the last job of the prior page."""
+    query = select(Job).where(Job.tenant_id == tenant_id)
+    if user_id is not None:
+        query = query.where(Job.user_id == user_id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if before is not None:
+        from datetime import datetime
+
+        created_at, job_id = datetime.fromisoformat(before[0]), before[1]
+        query = query.where(
+            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
+        )
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
+def check_transition(job: Job, new_state: str) -> None:
+    if new_state not in TRANSITIONS.get(job.state, set()):
+        raise Conflict(
+            f"job {job.id} cannot go from {job.state} to {new_state}",
+            code="illegal_transition",
+            details={"from": job.state, "to": new_state},
+        )
+
+
+def transition_job(session: Session, job: Job, new_state: str, **fields) -> Job:
+    """Move a job along the state machine (an illegal move raises) and record the event."""
+    check_transition(job, new_state)
+    job.state = new_state
+    now = utcnow()
+    if new_state == "running" and job.started_at is None:
+        job.started_at = now
+    if new_state in TERMINAL:
+        job.finished_at = now
+    for name, value in fields.items():
+        setattr(job, name, value)
+    session.flush()
+    data = {"state": new_state}
+    if job.error_code:
+        data.update(
+            error_code=job.error_code, error_kind=job.error_kind, error_message=job.error_message
+        )
+    append_job_event(session, job.id, "state", data)
+    return job
+
+
+def append_job_event(session: Session, job_id: str, kind: str, data: dict) -> JobEvent:
+    """Append with the next per-job sequence number (writers of one job are fenced to one)."""
+    last = session.scalar(select(func.max(JobEvent.seq)).where(JobEvent.job_id == job_id))
+    event = JobEvent(job_id=job_id, seq=(last or 0) + 1, kind=kind, data=data)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def list_job_events(
+    session: Session, tenant_id: str, job_id: str, *, after_seq: int = 0, limit: int = 200
+) -> list[JobEvent]:
+    get_job(session, tenant_id, job_id)
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after_seq)
+    return list(session.scalars(query.order_by(JobEvent.seq).limit(limit)))
+
+
+def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:
+    """A queued job is cancelled at once; a running one stops at its next step."""
+    # The row lock orders this against a worker's claim of the same job.
+    job = session.scalar(
+        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+    )
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.state in TERMINAL:
+        raise Conflict(f"job {job_id} already {job.state}", code="job_finished")
+    if job.cancel_requested_at is None:
+        job.cancel_requested_at = utcnow()
+    if job.state == "queued":
+        transition_job(session, job, "cancelled")
+    else:
+        append_job_event(session, job.id, "log", {"message": "cancellation requested"})
+    return job
+
+
+def mark_sent(session: Session, job_id: str) -> None:
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.sent_at = utcnow()

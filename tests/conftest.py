@@ -1,0 +1,82 @@
+"""Shared fixtures: a database per backend (SQLite file and real PostgreSQL), sessions."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from registry.db import make_engine, make_sessionmaker
+from registry.migrate import upgrade
+from registry.models import Base
+
+PG_ADMIN_URL = os.environ.get("VERA_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test run, migrated to head, dropped at the end."""
+    name = f"vera_test_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'registry.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request):
+    return request.getfixturevalue(f"{'pg' if request.param == 'postgresql' else 'sqlite'}_url")
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    _clean(engine)
+    engine.dispose()
+
+
+def _clean(engine) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def session_factory(engine):
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def session(session_factory):
+    with session_factory() as session:
+        yield session
+        session.rollback()
+
+
+@pytest.fixture
+def pg_session_factory(pg_url):
+    engine = make_engine(pg_url, pool_size=25, max_overflow=5)
+    yield make_sessionmaker(engine)
+    _clean(engine)
+    engine.dispose()
