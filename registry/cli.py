@@ -2,15 +2,84 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from registry import __version__
+from registry.config import get_settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vera-registry")
 def main() -> None:
     """VeRA Registry: train, version and publish per-user VeRA adapters."""
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Target Alembic revision.")
+def migrate(revision: str) -> None:
+    """Bring the database schema to REVISION (run before starting a new release)."""
+    from registry.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database at {revision}: {_redact(settings.database_url)}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def tenants() -> None:
+    """Create tenants and their API keys (talks to the database directly)."""
+
+
+def _session():
+    from registry.db import make_engine, make_sessionmaker, session_scope
+
+    return session_scope(make_sessionmaker(make_engine(get_settings().database_url)))
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--scopes", default="admin", show_default=True, help="Comma-separated scopes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def tenants_create(name: str, scopes: str, as_json: bool) -> None:
+    """Create tenant NAME and a first API key (shown once)."""
+    from registry.tenants import service
+
+    with _session() as session:
+        tenant = service.create_tenant(session, name)
+        key, plaintext = service.create_api_key(session, tenant.id, scopes.split(","), "initial")
+        out = {
+            "tenant_id": tenant.id,
+            "name": tenant.name,
+            "key_id": key.id,
+            "scopes": key.scopes,
+            "api_key": plaintext,
+        }
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        click.echo(f"tenant {name} ({out['tenant_id']})\nAPI key (shown once): {plaintext}")
+
+
+@tenants.command("add-key")
+@click.argument("name")
+@click.option("--scopes", default="read", show_default=True, help="Comma-separated scopes.")
+@click.option("--key-name", default="cli", show_default=True)
+def tenants_add_key(name: str, scopes: str, key_name: str) -> None:
+    """Create another API key for tenant NAME (shown once)."""
+    from registry.tenants import service
+
+    with _session() as session:
+        tenant = service.get_tenant_by_name(session, name)
+        _, plaintext = service.create_api_key(session, tenant.id, scopes.split(","), key_name)
+    click.echo(plaintext)
 
 
 if __name__ == "__main__":

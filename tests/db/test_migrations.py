@@ -1,0 +1,43 @@
+"""Migrations: empty → head → base → head on both backends, and no drift from the models."""
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from registry.db import make_engine
+from registry.migrate import downgrade, upgrade
+from registry.models import Base
+from tests.conftest import PG_ADMIN_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    name = "vera_mig_" + tmp_path.name[-8:].replace("-", "_").lower()
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_up_down_up_and_no_drift(empty_url):
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    try:
+        assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+        downgrade(empty_url, "base")
+        assert not set(Base.metadata.tables) & set(inspect(engine).get_table_names())
+        upgrade(empty_url)
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
