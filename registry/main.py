@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from registry import __version__
+from registry.adapters.blobs import BlobCache
 from registry.api.deps import AuthCache
 from registry.api.errors import install_error_handlers
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -47,6 +48,7 @@ def create_app(
     app.state.store = store or open_store(settings)
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
+    app.state.blob_cache = BlobCache()
 
     install_error_handlers(app)
     dataset_limit = settings.max_dataset_bytes

@@ -48,7 +48,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus else "error"
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            phrase = "error"
         code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "_")
         message = exc.detail if isinstance(exc.detail, str) else phrase
         return error_response(exc.status_code, code, message, headers=exc.headers)

@@ -1,0 +1,108 @@
+"""Response and request shapes for adapters, versions, aliases, the manifest and the feed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AdapterOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    user_id: str
+    name: str
+    base_model_id: str
+    projection_id: str
+    target_modules: list[str] | str
+    task: str
+    created_at: datetime
+
+
+class VersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    adapter_id: str
+    number: int
+    blob_sha256: str
+    size_bytes: int
+    metrics: dict
+    job_id: str | None
+    parent_version_id: str | None
+    created_at: datetime
+
+
+class AliasOut(BaseModel):
+    adapter_id: str
+    alias: str
+    version: int
+    generation: int
+
+
+class PublishIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_version: int | None = Field(None, ge=1, le=2**31 - 1)
+
+
+class AliasEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int
+    adapter_id: str
+    user_id: str
+    adapter_name: str
+    alias: str
+    kind: str
+    from_version: int | None
+    to_version: int
+    generation: int
+    created_at: datetime
+
+
+class FeedOut(BaseModel):
+    events: list[AliasEventOut]
+    last_seq: int = Field(description="Pass as `after` to continue from here.")
+
+
+class BaseModelRef(BaseModel):
+    id: str
+    name: str
+    content_hash: str
+    architecture: str
+
+
+class ProjectionRef(BaseModel):
+    id: str
+    seed: int
+    r: int
+    max_d_in: int
+    max_d_out: int
+    generator: str
+    fingerprint: str
+
+
+class Manifest(BaseModel):
+    """Everything a downstream server needs to load one user's adapter."""
+
+    user_id: str
+    adapter_id: str
+    adapter_name: str
+    alias: str
+    alias_generation: int
+    version: int
+    task: str
+    target_modules: list[str] | str
+    blob_sha256: str
+    blob_size_bytes: int
+    blob_url: str
+    peft_url: str
+    base_model: BaseModelRef
+    projection: ProjectionRef

@@ -1,0 +1,54 @@
+"""API keys of the caller's tenant (admin scope)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry.api.deps import AdminDep, SessionDep
+from registry.tenants import service
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("default", min_length=1, max_length=200)
+    scopes: list[str] = Field(min_length=1, max_length=3)
+
+
+class KeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewKeyOut(KeyOut):
+    api_key: str = Field(description="The key itself: shown this once, stored only hashed.")
+
+
+@router.post("", status_code=201, response_model=NewKeyOut)
+def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyOut:
+    """Create an API key for this tenant; the response is the only time it is shown."""
+    key, plaintext = service.create_api_key(session, principal.tenant_id, body.scopes, body.name)
+    return NewKeyOut(**KeyOut.model_validate(key).model_dump(), api_key=plaintext)
+
+
+@router.get("", response_model=list[KeyOut])
+def list_keys(principal: AdminDep, session: SessionDep) -> list[KeyOut]:
+    """This tenant's API keys (never the secrets)."""
+    return [KeyOut.model_validate(k) for k in service.list_api_keys(session, principal.tenant_id)]
+
+
+@router.delete("/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: str, principal: AdminDep, session: SessionDep) -> KeyOut:
+    """Revoke a key; it stops working within a few seconds (auth cache)."""
+    return KeyOut.model_validate(service.revoke_api_key(session, principal.tenant_id, key_id))
