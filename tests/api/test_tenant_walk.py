@@ -1,0 +1,88 @@
+"""Every route, called with another tenant's key, finds nothing of the first tenant."""
+
+from tests.api import helpers
+
+
+def _world(client, app, tenant):
+    auth = tenant.auth()
+    base = helpers.register_base_model(client, auth)
+    projection = helpers.register_projection(client, auth, base["id"])
+    dataset = helpers.upload_dataset(client, auth)
+    job = client.post(
+        "/v1/jobs", json=helpers.job_body(base, projection, dataset), headers=auth
+    ).json()
+    adapter_id = helpers.adapter_with_versions(
+        app, tenant.id, [helpers.safetensors_blob([1.0, 2.0])], user_id="bob"
+    )
+    client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 1}, headers=auth)
+    key = client.get("/v1/keys", headers=auth).json()[0]
+    return {
+        "base_model_id": base["id"],
+        "dataset_id": dataset["id"],
+        "job_id": job["id"],
+        "adapter_id": adapter_id,
+        "number": "1",
+        "alias": "live",
+        "user_id": "bob",
+        "key_id": key["id"],
+    }
+
+
+BODIES = {
+    ("PUT", "/v1/adapters/{adapter_id}/aliases/{alias}"): {"version": 1},
+    ("POST", "/v1/base-models/{base_model_id}/projections"): {
+        "seed": 7,
+        "r": 16,
+        "max_d_in": 384,
+        "max_d_out": 384,
+        "generator": "g",
+        "fingerprint": "sha256:" + "0" * 64,
+        "torch_version": "2",
+    },
+}
+# Routes that act on the caller's own tenant rather than on an object of another one.
+OWN_TENANT = {
+    ("GET", "/v1/base-models"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/feed"),
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"),
+    ("POST", "/v1/base-models"),
+    ("POST", "/v1/jobs"),
+    ("POST", "/v1/datasets"),
+    ("GET", "/v1/users/{user_id}/adapters"),
+    ("GET", "/v1/resolve"),
+}
+
+
+def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tenant):
+    ids = _world(client, app, tenant)
+    intruder = other_tenant.auth()
+    checked = 0
+    for path, operations in app.openapi()["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method in (m.upper() for m in operations):
+            if (method, path) in OWN_TENANT:
+                continue
+            url = path.format(**ids)
+            response = client.request(
+                method, url, headers=intruder, json=BODIES.get((method, path))
+            )
+            assert response.status_code == 404, (method, url, response.text)
+            assert response.json()["error"]["code"].endswith("not_found")
+            checked += 1
+    assert checked >= 15
+    # Tenant-wide routes: the intruder sees none of the owner's rows.
+    for url in ("/v1/base-models", "/v1/jobs"):
+        assert client.get(url, headers=intruder).json()["items"] == []
+    assert client.get("/v1/feed", headers=intruder).json()["events"] == []
+    assert client.get("/v1/users/bob/adapters", headers=intruder).json() == []
+    assert client.get("/v1/resolve", params={"user_id": "bob"}, headers=intruder).status_code == 404
+    own_keys = client.get("/v1/keys", headers=intruder).json()
+    assert ids["key_id"] not in {k["id"] for k in own_keys}
+    foreign_dataset_job = helpers.job_body(
+        {"id": ids["base_model_id"]}, {"id": "x"}, {"id": ids["dataset_id"], "user_id": "alice"}
+    )
+    response = client.post("/v1/jobs", json=foreign_dataset_job, headers=intruder)
+    assert response.status_code == 422
