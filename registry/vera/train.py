@@ -1,0 +1,265 @@
+"""Train one user's VeRA adapter: a plain loop, no Celery, no database.
+
+The caller (a worker) owns persistence: it passes a `progress` callback (heartbeat, loss
+per step) and a `should_cancel` callable read before every step. The base model is
+returned unchanged: VeRA is removed and any trained head restored when `train` returns.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
+from .data import Encoded, collate, encode, pad_token_id
+from .inject import (
+    adapter_state_dict,
+    head_modules,
+    inject_vera,
+    load_adapter_state_dict,
+    remove_vera,
+    vera_layers,
+)
+
+
+class TrainingCancelled(Exception):
+    """`should_cancel()` returned True; nothing was produced."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training cancelled before step {step}")
+        self.step = step
+
+
+@dataclass
+class TrainingArgs:
+    # VeRA's vectors want a far larger rate than LoRA (paper Tab. 8: 1e-2 .. 4e-2 for RoBERTa).
+    learning_rate: float = 2e-2
+    head_learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    epochs: int = 1
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 16
+    warmup_ratio: float = 0.06
+    schedule: str = "linear"  # "linear" | "cosine" | "constant" (after warmup)
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+    max_length: int = 128
+    eval_fraction: float = 0.0  # held out from the examples when no eval set is given
+    eval_batch_size: int = 64
+
+
+@dataclass
+class Progress:
+    step: int
+    total_steps: int
+    loss: float
+    tokens_per_second: float
+
+
+@dataclass
+class TrainingResult:
+    vectors: dict[str, torch.Tensor]  # PEFT names, heads included: ready for save_peft/blob
+    head: dict[str, torch.Tensor]  # the head tensors alone (also inside `vectors`)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    raise ValueError(f"schedule must be linear, cosine or constant, got {schedule!r}")
+
+
+def _batches(items: list[Encoded], size: int, rng: random.Random | None):
+    order = list(range(len(items)))
+    if rng is not None:
+        rng.shuffle(order)
+    for start in range(0, len(order), size):
+        yield [items[i] for i in order[start : start + size]]
+
+
+def _reset_heads(model: nn.Module, config: VeraConfig, seed: int) -> None:
+    """Seeded head init (transformers' normal(0, initializer_range)), for reproducible runs."""
+    std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for head in head_modules(model, config).values():
+            if isinstance(head, nn.Linear):
+                head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * std)
+                if head.bias is not None:
+                    head.bias.zero_()
+
+
+def _optimizer(model: nn.Module, config: VeraConfig, args: TrainingArgs) -> torch.optim.AdamW:
+    vectors = [
+        p for layer in vera_layers(model).values() for p in layer.parameters() if p.requires_grad
+    ]
+    heads = [p for head in head_modules(model, config).values() for p in head.parameters()]
+    groups = [{"params": vectors, "lr": args.learning_rate}]
+    if heads:
+        groups.append({"params": heads, "lr": args.head_learning_rate})
+    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, items: list[Encoded], task: str, pad_id: int, batch_size: int = 64
+) -> dict[str, float]:
+    """Mean loss over (non-ignored) targets; accuracy for classification."""
+    was_training = model.training
+    model.eval()
+    loss_sum, weight_sum, correct = 0.0, 0, 0
+    for chunk in _batches(items, batch_size, rng=None):
+        batch = collate(chunk, task, pad_id)
+        output = model(**batch)
+        if task == TASK_SEQUENCE_CLASSIFICATION:
+            weight = len(chunk)
+            correct += int((output.logits.argmax(-1) == batch["labels"]).sum())
+        else:
+            weight = int((batch["labels"][:, 1:] != -100).sum())
+        loss_sum += float(output.loss) * weight
+        weight_sum += weight
+    model.train(was_training)
+    metrics = {"eval_loss": loss_sum / max(1, weight_sum)}
+    if task == TASK_SEQUENCE_CLASSIFICATION:
+        metrics["eval_accuracy"] = correct / max(1, len(items))
+    return metrics
+
+
+def _split(items: list[Encoded], fraction: float, seed: int):
+    if fraction <= 0:
+        return items, []
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = max(1, int(len(items) * fraction))
+    return [items[i] for i in order[held:]], [items[i] for i in order[:held]]
+
+
+@dataclass
+class _Run:
+    model: nn.Module
+    config: VeraConfig
+    args: TrainingArgs
+    items: list[Encoded]
+    pad_id: int
+    progress: Callable[[Progress], None] | None
+    should_cancel: Callable[[], bool] | None
+
+
+def _loop(run: _Run) -> dict[str, Any]:
+    args, model = run.args, run.model
+    steps_per_epoch = math.ceil(len(run.items) / args.batch_size)
+    total = args.max_steps or steps_per_epoch * args.epochs
+    warmup = int(total * args.warmup_ratio)
+    optimizer = _optimizer(model, run.config, args)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, total, warmup, args.schedule)
+    )
+    trainable = [p for group in optimizer.param_groups for p in group["params"]]
+    rng = random.Random(args.seed)
+    step, tokens, loss_value, started = 0, 0, float("nan"), time.perf_counter()
+    model.train()
+    while step < total:
+        for chunk in _batches(run.items, args.batch_size, rng):
+            if step >= total:
+                break
+            if run.should_cancel is not None and run.should_cancel():
+                raise TrainingCancelled(step)
+            batch = collate(chunk, run.config.task, run.pad_id)
+            loss = model(**batch).loss
+            loss.backward()
+            if args.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(trainable, args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens += int(batch["attention_mask"].sum())
+            loss_value = float(loss.detach())
+            speed = tokens / max(1e-9, time.perf_counter() - started)
+            if run.progress is not None:
+                run.progress(Progress(step, total, loss_value, speed))
+    elapsed = time.perf_counter() - started
+    return {
+        "steps": step,
+        "final_loss": loss_value,
+        "tokens": tokens,
+        "tokens_per_second": tokens / max(1e-9, elapsed),
+        "train_seconds": elapsed,
+    }
+
+
+def train(
+    model: nn.Module,
+    examples: Sequence[dict[str, Any]],
+    config: VeraConfig,
+    args: TrainingArgs | None = None,
+    *,
+    tokenizer=None,
+    eval_examples: Sequence[dict[str, Any]] | None = None,
+    warm_start: dict[str, torch.Tensor] | None = None,
+    expected_fingerprint: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train VeRA vectors (and the head, for classification) on `examples`.
+
+    `warm_start` is a PEFT-named state dict (a previous version's vectors). The model is
+    left as it came: VeRA removed, head weights and trainability restored.
+    """
+    args = args or TrainingArgs()
+    torch.manual_seed(args.seed)  # dropout masks; shuffling uses its own seeded RNG
+    items = encode(examples, config.task, tokenizer, args.max_length)
+    eval_items = (
+        encode(eval_examples, config.task, tokenizer, args.max_length)
+        if eval_examples is not None
+        else None
+    )
+    if eval_items is None:
+        items, eval_items = _split(items, args.eval_fraction, args.seed)
+    if not items:
+        raise ValueError("no training examples")
+    pad_id = pad_token_id(tokenizer, getattr(model, "config", None))
+    saved_heads = {
+        path: {k: v.detach().clone() for k, v in head.state_dict().items()}
+        for path, head in head_modules(model, config).items()
+    }
+    was_trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    was_training = model.training
+    inject_vera(model, config, expected_fingerprint)
+    try:
+        _reset_heads(model, config, args.seed)
+        if warm_start is not None:
+            load_adapter_state_dict(model, warm_start)
+        run = _Run(model, config, args, items, pad_id, progress, should_cancel)
+        metrics = _loop(run)
+        if eval_items:
+            metrics |= evaluate(model, eval_items, config.task, pad_id, args.eval_batch_size)
+        vectors = adapter_state_dict(model)
+        metrics["projection_fingerprint"] = model.vera_projection.fingerprint
+    finally:
+        remove_vera(model)
+        _restore(model, saved_heads, was_trainable, was_training)
+    head_keys = {k for k in vectors if not k.endswith(("vera_lambda_b", "vera_lambda_d"))}
+    return TrainingResult(vectors, {k: vectors[k] for k in head_keys}, metrics)
+
+
+def _restore(model: nn.Module, heads: dict, trainable: set[str], training: bool) -> None:
+    for path, state in heads.items():
+        model.get_submodule(path).load_state_dict(state)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name in trainable)
+    model.train(training)
