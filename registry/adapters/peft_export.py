@@ -1,7 +1,7 @@
 """PEFT folder export without torch: adapter_config.json from the blob's own header.
 
 The worker writes the full PEFT adapter config into the safetensors header metadata
-(`peft_config`), so the blob is self-describing and the API needs no ML stack to serve
+(`adapter_config`), so the blob is self-describing and the API needs no ML stack to serve
 a folder that `PeftModel.from_pretrained` loads.
 """
 
@@ -37,9 +37,9 @@ def read_safetensors_metadata(blob: bytes) -> dict[str, str]:
 def peft_zip(blob: bytes) -> bytes:
     """A zip holding adapter_config.json and adapter_model.safetensors."""
     metadata = read_safetensors_metadata(blob)
-    config_text = metadata.get("peft_config")
+    config_text = metadata.get("adapter_config")
     if not config_text:
-        raise BlobCorrupt("adapter blob carries no peft_config in its header metadata")
+        raise BlobCorrupt("adapter blob carries no adapter_config in its header metadata")
     config = json.loads(config_text)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:

@@ -91,7 +91,7 @@ def safetensors_blob(values: list[float], peft_config: dict | None = None) -> by
     }
     header["__metadata__"] = {
         "format": "pt",
-        "peft_config": json.dumps(
+        "adapter_config": json.dumps(
             peft_config or {"peft_type": "VERA", "r": len(values), "target_modules": ["layer"]}
         ),
     }
