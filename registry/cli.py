@@ -82,5 +82,61 @@ def tenants_add_key(name: str, scopes: str, key_name: str) -> None:
     click.echo(plaintext)
 
 
+@main.command()
+@click.option("--host", default=None, help="Bind address (default: VERA_API_HOST).")
+@click.option("--port", default=None, type=int, help="Port (default: VERA_API_PORT).")
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "registry.main:create_app",
+        factory=True,
+        workers=workers,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--queues",
+    default="train,maintenance",
+    show_default=True,
+    help="Comma-separated queues, e.g. train-a100 for one GPU pool.",
+)
+@click.option("--concurrency", default=1, show_default=True, help="Jobs at once (1 per GPU).")
+@click.option("--beat", is_flag=True, help="Also run the periodic sweeper (one per cluster).")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(queues: str, concurrency: int, beat: bool, celery_args: tuple[str, ...]) -> None:
+    """Run a training worker (Celery); extra arguments go to `celery worker`."""
+    from workers.tasks import app
+
+    argv = [
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv.append("--beat")
+    app.worker_main(argv + list(celery_args))
+
+
+@main.command()
+def sweep() -> None:
+    """Run the sweeper once: re-send lost jobs, recover dead workers' jobs, collect blobs."""
+    from workers.tasks import sweep_task
+
+    click.echo(json.dumps(sweep_task()))
+
+
 if __name__ == "__main__":
     main()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         "sqla+sqlite:///./.vera/broker.db",
         description="Celery broker: redis://host:6379/0 or amqp://… in production.",
     )
+    broker_visibility_timeout_s: int | None = Field(
+        None, description="Redis redelivery timeout; default: job_max_runtime_s + 600."
+    )
     api_host: str = Field("127.0.0.1", description="Address `vera-registry serve` binds.")
     api_port: int = Field(8300, description="Port `vera-registry serve` binds.")
     max_dataset_bytes: int = Field(64 * MiB, description="Largest dataset upload, bytes.")

@@ -58,8 +58,9 @@ class LocalBlobStore(BlobStore):
             raise BlobCorrupt(f"blob {sha256} is corrupt")
         return data
 
-    def iter_bytes(self, sha256: str, *, start: int = 0, end: int | None = None,
-                   chunk_size: int = 65536) -> Iterator[bytes]:
+    def iter_bytes(
+        self, sha256: str, *, start: int = 0, end: int | None = None, chunk_size: int = 65536
+    ) -> Iterator[bytes]:
         yield self.get(sha256)[start:end]
 
     def presigned_get_url(self, sha256: str, ttl_s: int) -> str | None:

@@ -20,7 +20,8 @@ SWEEP_TASK = "vera.sweep"
 def broker_transport_options(settings: Settings) -> dict:
     # Redis redelivers an unacked message after the visibility timeout, even while the first
     # copy still runs: keep it above the longest job, and let the lease fence the rest.
-    options: dict = {"visibility_timeout": settings.job_max_runtime_s + 600}
+    timeout = settings.broker_visibility_timeout_s or settings.job_max_runtime_s + 600
+    options: dict = {"visibility_timeout": timeout}
     if settings.broker_url.startswith("redis"):
         options.update(socket_connect_timeout=5, socket_timeout=30)
     return options

@@ -1,0 +1,186 @@
+"""The worker side of a job: a lease with a fencing token owns every write.
+
+Celery may deliver a task twice (Redis redelivers after the visibility timeout even while
+the first copy runs), so a task must claim the job first. A claim raises `lease_token`;
+every later write is conditional on still holding that token, so an older copy that lost
+its lease can never write progress, a version or a final state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from registry.adapters import service as adapters
+from registry.adapters.models import Adapter, AdapterVersion
+from registry.db import utcnow
+from registry.jobs.models import Job
+from registry.jobs.service import append_job_event
+
+
+class LeaseLost(Exception):
+    """This copy of the task no longer owns the job: stop without writing anything."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    token: int
+    attempt: int
+
+
+def claim_job(session: Session, job_id: str, worker: str, lease_s: float) -> Claim | None:
+    """Take the job if it is queued (or running on an expired lease); None if not ours."""
+    now = utcnow()
+    claimable = or_(
+        Job.state == "queued",
+        and_(Job.state == "running", Job.lease_expires_at < now),
+    )
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            claimable,
+            Job.cancel_requested_at.is_(None),
+            Job.attempts < Job.max_attempts,
+        )
+        .values(
+            state="running",
+            lease_token=Job.lease_token + 1,
+            attempts=Job.attempts + 1,
+            worker=worker,
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+        )
+        .returning(Job.lease_token, Job.attempts, Job.started_at)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if result is None:
+        return None
+    token, attempt, started_at = result
+    if started_at is None:
+        session.execute(update(Job).where(Job.id == job_id).values(started_at=now))
+    append_job_event(
+        session, job_id, "state", {"state": "running", "attempt": attempt, "worker": worker}
+    )
+    return Claim(job_id=job_id, token=token, attempt=attempt)
+
+
+def _owned(job_id: str, token: int):
+    return and_(Job.id == job_id, Job.lease_token == token, Job.state == "running")
+
+
+def heartbeat(
+    session: Session,
+    claim: Claim,
+    lease_s: float,
+    *,
+    step: int | None = None,
+    total_steps: int | None = None,
+    progress: float | None = None,
+) -> bool:
+    """Extend the lease and record progress. Returns True when cancellation was requested.
+    Raises LeaseLost when another copy took the job."""
+    now = utcnow()
+    values: dict = {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease_s)}
+    if step is not None:
+        values.update(step=step, total_steps=total_steps, progress=progress)
+    result = session.execute(
+        update(Job)
+        .where(_owned(claim.job_id, claim.token))
+        .values(**values)
+        .returning(Job.cancel_requested_at)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if result is None:
+        raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
+    return result[0] is not None
+
+
+def record_event(session: Session, claim: Claim, kind: str, data: dict) -> None:
+    """Append an event only while holding the lease."""
+    _lock_owned(session, claim)
+    append_job_event(session, claim.job_id, kind, data)
+
+
+def _lock_owned(session: Session, claim: Claim) -> Job:
+    job = session.scalar(select(Job).where(_owned(claim.job_id, claim.token)).with_for_update())
+    if job is None:
+        raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
+    return job
+
+
+def finish_success(
+    session: Session, claim: Claim, *, blob_sha256: str, size_bytes: int, metrics: dict
+) -> AdapterVersion:
+    """In the caller's one transaction: the version, the job's success, and `live` moved."""
+    job = _lock_owned(session, claim)
+    adapter = session.get(Adapter, job.adapter_id)
+    version = adapters.create_version(
+        session,
+        adapter,
+        blob_sha256=blob_sha256,
+        size_bytes=size_bytes,
+        metrics=metrics,
+        job_id=job.id,
+        parent_version_id=job.warm_start_version_id,
+    )
+    if job.publish:
+        adapters.set_alias(session, job.tenant_id, adapter.id, "live", version.number)
+    _finish(session, job, "succeeded", result_version_id=version.id, progress=1.0)
+    append_job_event(session, job.id, "metrics", metrics)
+    return version
+
+
+def finish_failure(session: Session, claim: Claim, *, code: str, kind: str, message: str) -> None:
+    job = _lock_owned(session, claim)
+    _finish(session, job, "failed", error_code=code, error_kind=kind, error_message=message[:4000])
+
+
+def finish_cancelled(session: Session, claim: Claim) -> None:
+    _finish(session, _lock_owned(session, claim), "cancelled")
+
+
+def release(session: Session, claim: Claim, reason: str) -> None:
+    """Give the job back to the queue (an infrastructure error another attempt may not hit)."""
+    job = _lock_owned(session, claim)
+    job.state, job.worker, job.lease_expires_at = "queued", None, None
+    job.sent_at = utcnow()  # the task's own retry re-sends it; the sweeper need not
+    session.flush()
+    append_job_event(session, job.id, "state", {"state": "queued", "reason": reason[:1000]})
+
+
+def _finish(session: Session, job: Job, state: str, **values) -> None:
+    from registry.jobs.service import transition_job
+
+    values.setdefault("lease_expires_at", None)
+    transition_job(session, job, state, **values)
+
+
+def fail_unclaimable(session: Session, job_id: str) -> str | None:
+    """A job that cannot be claimed any more: cancel it if asked, fail it when out of attempts.
+    Returns the state it was put in, if any."""
+    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None or job.state not in ("queued", "running"):
+        return None
+    lease_live = job.state == "running" and job.lease_expires_at and job.lease_expires_at > utcnow()
+    if lease_live:
+        return None
+    if job.cancel_requested_at is not None:
+        _finish(session, job, "cancelled")
+        return "cancelled"
+    if job.attempts >= job.max_attempts:
+        _finish(
+            session,
+            job,
+            "failed",
+            error_code="too_many_attempts",
+            error_kind="system",
+            error_message=f"the job was started {job.attempts} times without finishing "
+            "(worker lost each time?); see its events",
+        )
+        return "failed"
+    return None

@@ -1,0 +1,55 @@
+"""Celery tasks: thin wrappers that take ids and call plain functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from functools import cache
+
+from registry.config import get_settings
+from registry.db import make_engine, make_sessionmaker
+from registry.storage import open_store
+from workers.celery_app import SWEEP_TASK, TRAIN_TASK, make_celery
+from workers.dispatch import CeleryDispatcher
+from workers.model_cache import ModelCache
+from workers.sweeper import sweep
+from workers.training import RetryLater, WorkerContext, run_training_job
+
+log = logging.getLogger(__name__)
+app = make_celery()
+
+RETRY_BACKOFF_S = (5, 30, 120)
+
+
+@cache
+def context() -> WorkerContext:
+    """Per worker process: one engine, one store, one base-model cache."""
+    settings = get_settings()
+    return WorkerContext(
+        settings=settings,
+        session_factory=make_sessionmaker(make_engine(settings.database_url)),
+        store=open_store(settings),
+        models=ModelCache(),
+        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+@app.task(name=TRAIN_TASK, bind=True, max_retries=len(RETRY_BACKOFF_S))
+def train_task(self, job_id: str) -> str:
+    """Run one training job; the database decides whether this copy may."""
+    try:
+        outcome = run_training_job(context(), job_id)
+    except RetryLater as exc:
+        countdown = RETRY_BACKOFF_S[min(self.request.retries, len(RETRY_BACKOFF_S) - 1)]
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    log.info("job %s: %s", job_id, outcome)
+    return outcome
+
+
+@app.task(name=SWEEP_TASK)
+def sweep_task() -> dict:
+    """Re-send lost jobs, recover jobs of dead workers, delete unreferenced blobs."""
+    ctx = context()
+    report = sweep(ctx.session_factory, CeleryDispatcher(ctx.settings), ctx.settings, ctx.store)
+    return {k: len(v) for k, v in vars(report).items()}
