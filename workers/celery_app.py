@@ -20,10 +20,19 @@ SWEEP_TASK = "vera.sweep"
 def broker_transport_options(settings: Settings) -> dict:
     # Redis redelivers an unacked message after the visibility timeout, even while the first
     # copy still runs: keep it above the longest job, and let the lease fence the rest.
+    if settings.broker_url.startswith("sqla+"):
+        # The server-less transport hands its options to create_engine: none of the above.
+        return {}
     timeout = settings.broker_visibility_timeout_s or settings.job_max_runtime_s + 600
     options: dict = {"visibility_timeout": timeout}
     if settings.broker_url.startswith("redis"):
         options.update(socket_connect_timeout=5, socket_timeout=30)
+        if timeout < 600:
+            # kombu scans for overdue messages every 10th tick of 10 s; a short timeout
+            # (tests, tiny jobs) needs the scan to keep up with it.
+            options.update(
+                unacked_restore_interval=max(0.5, timeout / 4), unacked_restore_throttle=1
+            )
     return options
 
 

@@ -85,6 +85,8 @@ class Heartbeat:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if not self.lost:
+            self.beat()  # the last step's progress, however short the run
 
     def on_progress(self, progress) -> None:
         self.latest = progress

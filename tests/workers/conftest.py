@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from registry.config import Settings
 from registry.db import session_scope
 from registry.main import create_app
+from registry.migrate import upgrade
 from tests import factories
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,9 +132,20 @@ class Workers:
 
 
 @pytest.fixture
-def stack(pg_url, pg_session_factory, redis_server, tmp_path):
-    settings = Settings(
-        _env_file=None,
+def stack_overrides(request):
+    return getattr(request, "param", {})
+
+
+@pytest.fixture
+def stack(pg_url, pg_session_factory, redis_server, tmp_path, stack_overrides):
+    stack_overrides = dict(stack_overrides)
+    if stack_overrides.pop("embedded", False):  # no servers: SQLite and a SQLite broker
+        stack_overrides.update(
+            database_url=f"sqlite:///{tmp_path / 'registry.db'}",
+            broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
+        )
+        upgrade(stack_overrides["database_url"])
+    values = dict(
         database_url=pg_url,
         storage_url=f"file://{tmp_path / 'blobs'}",
         broker_url=f"redis://127.0.0.1:{redis_server.port}/0",
@@ -141,6 +153,7 @@ def stack(pg_url, pg_session_factory, redis_server, tmp_path):
         heartbeat_stale_s=3.0,
         job_max_attempts=3,
     )
+    settings = Settings(_env_file=None, **{**values, **stack_overrides})
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
     env.update(
         {

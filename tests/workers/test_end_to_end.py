@@ -164,3 +164,26 @@ def test_same_task_delivered_twice_gives_one_version(stack):
     assert done["state"] == "succeeded"
     time.sleep(1.0)  # let the duplicate finish its no-op
     assert versions_of(stack, job) == 1 and stack.job(job["id"])["attempts"] == 1
+
+
+@pytest.mark.parametrize("stack_overrides", [{"broker_visibility_timeout_s": 2}], indirect=True)
+def test_job_longer_than_visibility_timeout_keeps_one_writer(stack, stack_overrides):
+    stack.workers.start("a")
+    stack.workers.start("b")
+    job = submit(stack, max_steps=60)
+    done = stack.wait_for(job["id"], lambda j: j["state"] in ("succeeded", "failed"))
+    assert done["state"] == "succeeded" and done["attempts"] == 1
+    time.sleep(1.0)
+    received = stack.workers.logs().count(f"vera.train[{job['id']}] received")
+    assert received >= 2, "Redis did not redeliver: the test proves nothing"
+    assert versions_of(stack, job) == 1
+
+
+@pytest.mark.parametrize("stack_overrides", [{"embedded": True}], indirect=True)
+def test_embedded_default_runs_jobs_without_servers(stack, stack_overrides):
+    assert stack.settings.database_url.startswith("sqlite")
+    assert stack.settings.broker_url.startswith("sqla+sqlite")
+    stack.workers.start()
+    job = submit(stack, max_steps=3)
+    done = stack.wait_for(job["id"], lambda j: j["state"] in ("succeeded", "failed"))
+    assert done["state"] == "succeeded" and versions_of(stack, job) == 1
