@@ -1,21 +1,30 @@
-"""Interim local blob store (replaced by the full local + S3 implementation)."""
+"""Content-addressed blob storage: a local directory or any S3-compatible store.
+
+Keys are `<prefix>/sha256/<2 hex>/<64 hex>`. Writes are create-only and idempotent; every
+full read checks the bytes against their name, because S3-compatible stores (moto's server
+among them) may accept a wrong checksum and keep what they were sent.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
 import tempfile
-from abc import ABC
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from registry.config import Settings
-from registry.errors import BadRequest, BlobCorrupt, BlobNotFound
+from registry.errors import BadRequest, BlobCorrupt, BlobNotFound, StorageError, TooLarge
 
+log = logging.getLogger(__name__)
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,50 +34,217 @@ class BlobInfo:
     created_at: datetime | None = None
 
 
-class BlobStore(ABC):  # noqa: B024
-    pass
+def check_sha256(sha256: str) -> str:
+    if not isinstance(sha256, str) or not SHA256.match(sha256):
+        raise BadRequest(
+            f"not a sha256 (64 lowercase hex digits): {str(sha256)[:80]!r}", code="bad_sha256"
+        )
+    return sha256
 
 
-class LocalBlobStore(BlobStore):
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+def blob_key(prefix: str, sha256: str) -> str:
+    check_sha256(sha256)
+    return "/".join(p for p in (prefix.strip("/"), "sha256", sha256[:2], sha256) if p)
 
-    def _path(self, sha256: str) -> Path:
-        if not SHA256.match(sha256 or ""):
-            raise BadRequest(f"not a sha256: {sha256!r}")
-        return self.root / "sha256" / sha256[:2] / sha256
+
+class BlobStore(ABC):
+    """Create-only, content-addressed bytes. `end` in ranges is exclusive."""
+
+    def __init__(self, max_blob_bytes: int) -> None:
+        self.max_blob_bytes = max_blob_bytes
 
     def put(self, data: bytes, *, sha256: str | None = None) -> BlobInfo:
-        digest = hashlib.sha256(data).hexdigest()
-        path = self._path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        return BlobInfo(digest, len(data))
+        """Store bytes under their sha256 (same bytes again: a no-op)."""
+        self._check_size(len(data))
+        actual = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and check_sha256(sha256) != actual:
+            raise BadRequest(
+                f"declared sha256 {sha256} does not match the bytes ({actual})",
+                code="sha256_mismatch",
+            )
+        self._write(actual, data)
+        return BlobInfo(actual, len(data))
+
+    def put_file(self, path: Path) -> BlobInfo:
+        """Store a file, hashing it in chunks first (large datasets, checkpoints)."""
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        self._check_size(size)
+        self._write_file(digest.hexdigest(), Path(path), size)
+        return BlobInfo(digest.hexdigest(), size)
 
     def get(self, sha256: str) -> bytes:
-        path = self._path(sha256)
-        if not path.exists():
-            raise BlobNotFound(f"blob {sha256} not found")
-        data = path.read_bytes()
+        """The blob's bytes, verified against their name."""
+        data = b"".join(self._read(check_sha256(sha256), 0, None))
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise BlobCorrupt(f"blob {sha256} is corrupt")
+            raise _corrupt(sha256)
         return data
 
     def iter_bytes(
-        self, sha256: str, *, start: int = 0, end: int | None = None, chunk_size: int = 65536
+        self, sha256: str, *, start: int = 0, end: int | None = None, chunk_size: int = 64 * 1024
     ) -> Iterator[bytes]:
-        yield self.get(sha256)[start:end]
+        """Stream a blob or a range of it. A full read is verified at its end (BlobCorrupt
+        after the last chunk); a ranged read cannot be, so call verify() where it matters."""
+        check_sha256(sha256)
+        if start < 0 or (end is not None and end < start):
+            raise BadRequest(f"bad byte range {start}..{end}", code="bad_range")
+        whole = start == 0 and end is None
+        digest = hashlib.sha256()
+        for chunk in self._read(sha256, start, end, chunk_size):
+            if whole:
+                digest.update(chunk)
+            yield chunk
+        if whole and digest.hexdigest() != sha256:
+            raise _corrupt(sha256)
+
+    def verify(self, sha256: str) -> BlobInfo:
+        size = sum(len(c) for c in self.iter_bytes(sha256))
+        return BlobInfo(sha256, size)
+
+    def exists(self, sha256: str) -> bool:
+        try:
+            self.stat(sha256)
+        except BlobNotFound:
+            return False
+        return True
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_blob_bytes:
+            raise TooLarge(
+                f"blob of {size} bytes exceeds the limit of {self.max_blob_bytes}",
+                details={"limit_bytes": self.max_blob_bytes},
+            )
+
+    @abstractmethod
+    def _write(self, sha256: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def _write_file(self, sha256: str, path: Path, size: int) -> None: ...
+
+    @abstractmethod
+    def _read(
+        self, sha256: str, start: int, end: int | None, chunk_size: int = CHUNK
+    ) -> Iterator[bytes]: ...
+
+    @abstractmethod
+    def stat(self, sha256: str) -> BlobInfo: ...
+
+    @abstractmethod
+    def delete(self, sha256: str) -> None: ...
+
+    @abstractmethod
+    def list_blobs(self) -> Iterator[BlobInfo]: ...
+
+    @abstractmethod
+    def check(self) -> None: ...
 
     def presigned_get_url(self, sha256: str, ttl_s: int) -> str | None:
         return None
 
+
+def _corrupt(sha256: str) -> BlobCorrupt:
+    return BlobCorrupt(
+        f"blob {sha256} no longer hashes to its name: the stored bytes are "
+        "damaged; restore it from a backup or retrain that version"
+    )
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files; writes go to a temp file and are linked into place (create-only)."""
+
+    def __init__(self, root: Path, max_blob_bytes: int) -> None:
+        super().__init__(max_blob_bytes)
+        self.root = Path(root)
+
+    def _path(self, sha256: str) -> Path:
+        return self.root / blob_key("", sha256)
+
+    def _write(self, sha256: str, data: bytes) -> None:
+        self._place(sha256, lambda handle: handle.write(data))
+
+    def _write_file(self, sha256: str, path: Path, size: int) -> None:
+        def copy(handle) -> None:
+            with open(path, "rb") as source:
+                while chunk := source.read(CHUNK):
+                    handle.write(chunk)
+
+        self._place(sha256, copy)
+
+    def _place(self, sha256: str, write) -> None:
+        target = self._path(sha256)
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # the key exists: never overwrite it
+                os.link(temp, target)
+        finally:
+            os.unlink(temp)
+
+    def _read(self, sha256, start, end, chunk_size=CHUNK):
+        path = self._path(sha256)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed below, after streaming
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} not found in {self.root}") from None
+        with handle:
+            handle.seek(start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                chunk = handle.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def stat(self, sha256: str) -> BlobInfo:
+        try:
+            info = self._path(sha256).stat()
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {sha256} not found in {self.root}") from None
+        return BlobInfo(sha256, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
+
+    def delete(self, sha256: str) -> None:
+        self._path(sha256).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[BlobInfo]:
+        base = self.root / "sha256"
+        if not base.exists():
+            return
+        for path in sorted(base.glob("??/*")):
+            if SHA256.match(path.name):
+                yield self.stat(path.name)
+
     def check(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-"):
+                pass
+        except OSError as exc:
+            raise StorageError(f"blob directory {self.root} is not writable: {exc}") from exc
 
 
 def open_store(settings: Settings) -> BlobStore:
-    return LocalBlobStore(Path(settings.storage_url.removeprefix("file://")))
+    """The store `VERA_STORAGE_URL` names: file://DIR or s3://bucket[/prefix]."""
+    url = settings.storage_url
+    if url.startswith("file://"):
+        return LocalBlobStore(Path(url.removeprefix("file://")), settings.max_blob_bytes)
+    if url.startswith("s3://"):
+        from registry.s3 import S3BlobStore
+
+        bucket, _, prefix = url.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise BadRequest(f"VERA_STORAGE_URL {url!r} names no bucket: use s3://bucket/prefix")
+        return S3BlobStore(bucket, prefix, settings)
+    raise BadRequest(
+        f"VERA_STORAGE_URL must start with file:// or s3://, got {url!r}", code="bad_storage_url"
+    )
