@@ -20,6 +20,7 @@ from torch import nn
 
 from .config import VeraConfig
 from .inject import adapter_state_dict, inject_vera, load_adapter_state_dict
+from .projection import fingerprint
 
 BLOB_FORMAT_VERSION = "1"
 CONFIG_NAME = "adapter_config.json"
@@ -150,11 +151,12 @@ def read_adapter(source: str | Path | bytes) -> LoadedAdapter:
     directory = Path(source)
     config = VeraConfig.from_peft_dict(json.loads((directory / CONFIG_NAME).read_text()))
     vectors = load_file(directory / WEIGHTS_NAME)
-    projection_keys = [k for k in vectors if ".vera_A" in k or ".vera_B" in k]
-    for key in projection_keys:
-        # A PEFT adapter saved with save_projection=True: A/B are regenerated and must agree.
-        vectors.pop(key)
-    return LoadedAdapter(config, vectors)
+    metadata = {}
+    if "base_model.vera_A" in vectors and "base_model.vera_B" in vectors:
+        # Saved with save_projection=True: we regenerate A/B and require the same bytes.
+        stored = vectors.pop("base_model.vera_A"), vectors.pop("base_model.vera_B")
+        metadata["projection_fingerprint"] = fingerprint(*stored)
+    return LoadedAdapter(config, vectors, metadata)
 
 
 def load_peft(

@@ -225,3 +225,17 @@ def test_peft_reads_the_blob_bytes(tmp_path) -> None:
     with torch.no_grad():
         ours = model(ids).logits
     torch.testing.assert_close(peft_logits(tiny_llama(), tmp_path, {"input_ids": ids}), ours)
+
+
+def test_peft_adapter_with_saved_projection_is_checked(tmp_path) -> None:
+    from peft import VeraConfig as PeftVeraConfig
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(
+            tiny_llama(), PeftVeraConfig(r=8, target_modules=["q_proj"], save_projection=True)
+        )
+    peft_model.save_pretrained(tmp_path)
+    adapter = load_peft(tmp_path, tiny_llama())
+    assert adapter.metadata["projection_fingerprint"].startswith("sha256:")
