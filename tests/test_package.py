@@ -4,8 +4,16 @@ import subprocess
 import sys
 
 # Every module the API process imports; none may pull in torch.
-API_MODULES = ["registry.config", "registry.errors", "registry.db", "registry.cli",
-               "registry.main", "registry.storage", "registry.s3", "registry.models"]
+API_MODULES = [
+    "registry.config",
+    "registry.errors",
+    "registry.db",
+    "registry.cli",
+    "registry.main",
+    "registry.storage",
+    "registry.s3",
+    "registry.models",
+]
 
 
 def test_console_script_help() -> None:
