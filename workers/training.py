@@ -62,17 +62,26 @@ def _load_spec(session: Session, job_id: str) -> JobSpec:
     )
 
 
+def runtime_limit(settings: Settings, job_limit_s: int | None) -> float:
+    """The job's own max_runtime_s, never above the server's limit."""
+    return float(min(settings.job_max_runtime_s, job_limit_s or settings.job_max_runtime_s))
+
+
 class Heartbeat:
     """Extends the lease and writes progress every interval from a thread of its own, so a
     long step or a slow model load never looks like a dead worker."""
 
-    def __init__(self, ctx: WorkerContext, claim: lease.Claim) -> None:
+    def __init__(self, ctx: WorkerContext, claim: lease.Claim, max_runtime_s: float) -> None:
         self.ctx, self.claim = ctx, claim
         self.cancel_requested = False
         self.lost = False
         self.latest = None
         self._last_step = -1
         self._started = time.monotonic()
+        self.first_step_at: float | None = None
+        self.timed_out = False
+        self.deadline = self._started + max_runtime_s
+        self.last_step_at: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"heartbeat-{claim.job_id}", daemon=True
@@ -89,10 +98,15 @@ class Heartbeat:
             self.beat()  # the last step's progress, however short the run
 
     def on_progress(self, progress) -> None:
+        now = time.time()
+        self.first_step_at = self.first_step_at or now
+        self.last_step_at = now
         self.latest = progress
 
     def should_stop(self) -> bool:
-        return self.cancel_requested or self.lost
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.timed_out = True
+        return self.cancel_requested or self.lost or self.timed_out
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -138,6 +152,8 @@ def _progress_data(progress, elapsed_s: float) -> dict:
 
 def run_training_job(ctx: WorkerContext, job_id: str) -> str:
     """Claim, train, store and record one job. Returns what happened."""
+    from registry.vera.train import TrainingCancelled
+
     with session_scope(ctx.session_factory) as session:
         claim = lease.claim_job(session, job_id, ctx.worker_name, ctx.settings.heartbeat_stale_s)
     if claim is None:
@@ -147,10 +163,21 @@ def run_training_job(ctx: WorkerContext, job_id: str) -> str:
     with session_scope(ctx.session_factory) as session:
         spec = _load_spec(session, job_id)
     try:
-        with Heartbeat(ctx, claim) as beat:
-            blob, metrics = _train(ctx, spec, beat)
+        limit = runtime_limit(ctx.settings, spec.job.hyperparameters.get("max_runtime_s"))
+        with Heartbeat(ctx, claim, limit) as beat:
+            try:
+                blob, metrics = _train(ctx, spec, beat)
+            except TrainingCancelled as exc:
+                if beat.timed_out:
+                    raise UserInputError(
+                        f"the job ran past its limit of {limit:.0f} s at step {exc.step}; "
+                        "raise hyperparameters.max_runtime_s or train fewer steps"
+                    ) from exc
+                raise
             if beat.lost:
                 return "lease_lost"
+        # Wall-clock marks for latency figures (submit → first step, last step → live).
+        metrics.update(first_step_at=beat.first_step_at, last_step_at=beat.last_step_at)
         info = ctx.store.put(blob)
         with session_scope(ctx.session_factory) as session:
             version = lease.finish_success(

@@ -107,7 +107,12 @@ def record_event(session: Session, claim: Claim, kind: str, data: dict) -> None:
 
 
 def _lock_owned(session: Session, claim: Claim) -> Job:
-    job = session.scalar(select(Job).where(_owned(claim.job_id, claim.token)).with_for_update())
+    job = session.scalar(
+        select(Job)
+        .where(_owned(claim.job_id, claim.token))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if job is None:
         raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
     return job
@@ -163,7 +168,12 @@ def _finish(session: Session, job: Job, state: str, **values) -> None:
 def fail_unclaimable(session: Session, job_id: str) -> str | None:
     """A job that cannot be claimed any more: cancel it if asked, fail it when out of attempts.
     Returns the state it was put in, if any."""
-    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    job = session.scalar(
+        select(Job)
+        .where(Job.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if job is None or job.state not in ("queued", "running"):
         return None
     lease_live = job.state == "running" and job.lease_expires_at and job.lease_expires_at > utcnow()

@@ -248,7 +248,10 @@ def request_cancel(session: Session, tenant_id: str, job_id: str) -> Job:
     """A queued job is cancelled at once; a running one stops at its next step."""
     # The row lock orders this against a worker's claim of the same job.
     job = session.scalar(
-        select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id).with_for_update()
+        select(Job)
+        .where(Job.id == job_id, Job.tenant_id == tenant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     if job is None:
         raise NotFound(f"job {job_id} not found")

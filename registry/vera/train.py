@@ -7,6 +7,7 @@ returned unchanged: VeRA is removed and any trained head restored when `train` r
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -115,6 +116,20 @@ def _optimizer(model: nn.Module, config: VeraConfig, args: TrainingArgs) -> torc
 
 
 @torch.no_grad()
+def _device_batch(batch: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+def _autocast(model: nn.Module):
+    """bf16 autocast on a GPU that has it; the λ vectors stay fp32 (their optimizer state
+    too), only the matmuls drop precision. On the CPU: full fp32, deterministic."""
+    device = next(model.parameters()).device
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def evaluate(
     model: nn.Module, items: list[Encoded], task: str, pad_id: int, batch_size: int = 64
 ) -> dict[str, float]:
@@ -123,8 +138,9 @@ def evaluate(
     model.eval()
     loss_sum, weight_sum, correct = 0.0, 0, 0
     for chunk in _batches(items, batch_size, rng=None):
-        batch = collate(chunk, task, pad_id)
-        output = model(**batch)
+        batch = _device_batch(collate(chunk, task, pad_id), model)
+        with torch.no_grad(), _autocast(model):
+            output = model(**batch)
         if task == TASK_SEQUENCE_CLASSIFICATION:
             weight = len(chunk)
             correct += int((output.logits.argmax(-1) == batch["labels"]).sum())
@@ -178,8 +194,9 @@ def _loop(run: _Run) -> dict[str, Any]:
                 break
             if run.should_cancel is not None and run.should_cancel():
                 raise TrainingCancelled(step)
-            batch = collate(chunk, run.config.task, run.pad_id)
-            loss = model(**batch).loss
+            batch = _device_batch(collate(chunk, run.config.task, run.pad_id), model)
+            with _autocast(model):
+                loss = model(**batch).loss
             loss.backward()
             if args.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(trainable, args.max_grad_norm)

@@ -1,0 +1,173 @@
+"""Load on the two hot read paths: resolve and blob download (not a test).
+
+Starts uvicorn on loopback over a fresh PostgreSQL database seeded with USERS published
+adapters, then runs CONCURRENCY async clients for DURATION seconds per endpoint and
+prints req/s, p50 and p99. The clients share the machine's cores with the server.
+
+    python bench/api_load.py [--concurrency 32 64] [--duration 10] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from registry.adapters import service as adapters  # noqa: E402
+from registry.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
+from registry.migrate import upgrade  # noqa: E402
+from registry.storage import LocalBlobStore  # noqa: E402
+from tests import factories  # noqa: E402
+from tests.api.helpers import safetensors_blob  # noqa: E402
+
+PG = os.environ.get("VERA_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+USERS = 64
+
+
+def seed(url: str, blobs: Path) -> tuple[str, list[str], list[str]]:
+    upgrade(url)
+    store = LocalBlobStore(blobs, 1 << 30)
+    factory = make_sessionmaker(make_engine(url))
+    users, blob_urls = [], []
+    with session_scope(factory) as session:
+        tenant = factories.tenant(session, "bench")
+        _, key = factories.api_key(session, tenant.id, ["read"])
+        for index in range(USERS):
+            user = f"user-{index}"
+            adapter = factories.adapter(session, tenant.id, user_id=user)
+            info = store.put(safetensors_blob([float(index)] * 9000))  # ~36 KB, like MiniLM r=256
+            adapters.create_version(session, adapter, blob_sha256=info.sha256, size_bytes=info.size)
+            adapters.set_alias(session, tenant.id, adapter.id, "live", 1)
+            users.append(user)
+            blob_urls.append(f"/v1/adapters/{adapter.id}/versions/1/blob")
+    return key, users, blob_urls
+
+
+async def load(base: str, key: str, paths: list[str], concurrency: int, duration: float):
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30
+    ) as client:
+
+        async def one(worker: int) -> None:
+            nonlocal errors
+            index = worker
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                response = await client.get(paths[index % len(paths)])
+                latencies.append(time.perf_counter() - started)
+                errors += response.status_code != 200
+                index += concurrency
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "requests": len(latencies),
+        "errors": errors,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    name = f"vera_bench_{secrets.token_hex(4)}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
+    workdir = Path(tempfile.mkdtemp(prefix="vera-bench-"))
+    server = None
+    try:
+        key, users, blob_urls = seed(url, workdir / "blobs")
+        port = free_port()
+        env = {
+            **os.environ,
+            "VERA_DATABASE_URL": url,
+            "VERA_STORAGE_URL": f"file://{workdir / 'blobs'}",
+            "PYTHONPATH": str(ROOT),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "registry.main:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+            cwd=workdir,
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        resolve_paths = [f"/v1/resolve?user_id={u}" for u in users]
+        print(
+            f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"uvicorn workers={args.workers}, PostgreSQL, {USERS} users, {args.duration:.0f} s each"
+        )
+        print("| endpoint | clients | req/s | p50 ms | p99 ms | requests | errors |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for concurrency in args.concurrency:
+            for label, paths in (("resolve", resolve_paths), ("blob", blob_urls)):
+                asyncio.run(load(base, key, paths, concurrency, 2.0))  # warm-up
+                result = asyncio.run(load(base, key, paths, concurrency, args.duration))
+                print(
+                    f"| {label} | {concurrency} | {result['rps']:.0f} | {result['p50_ms']:.1f} "
+                    f"| {result['p99_ms']:.1f} | {result['requests']} | {result['errors']} |"
+                )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(20)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
