@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -36,15 +37,16 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Async where nothing blocks: a sync dependency costs a thread-pool round trip per request.
+async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> BlobStore:
+async def get_store(request: Request) -> BlobStore:
     return request.app.state.store
 
 
-def get_dispatcher(request: Request) -> JobDispatcher:
+async def get_dispatcher(request: Request) -> JobDispatcher:
     return request.app.state.dispatcher
 
 
@@ -53,7 +55,7 @@ StoreDep = Annotated[BlobStore, Depends(get_store)]
 DispatcherDep = Annotated[JobDispatcher, Depends(get_dispatcher)]
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -62,11 +64,15 @@ def get_principal(
             "missing API key: send the header 'Authorization: Bearer <key>'",
             code="missing_api_key",
         )
-    return request.app.state.auth_cache.authenticate(credentials.credentials)
+    cache = request.app.state.auth_cache
+    principal = cache.cached(credentials.credentials)
+    if principal is None:
+        principal = await run_in_threadpool(cache.authenticate, credentials.credentials)
+    return principal
 
 
 def require(scope: str):
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         granted = set().union(*(SCOPE_IMPLIES.get(s, {s}) for s in principal.scopes))
         if scope not in granted:
             raise Forbidden(
@@ -98,13 +104,18 @@ class AuthCache:
         self._entries: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, key: str) -> Principal:
+    def cached(self, key: str) -> Principal | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
-        now = time.monotonic()
         with self._lock:
             hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def authenticate(self, key: str) -> Principal:
+        hit = self.cached(key)
+        if hit is not None:
+            return hit
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        now = time.monotonic()
         with session_scope(self._factory) as session:
             principal = authenticate(session, key)
         with self._lock:
