@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     broker_visibility_timeout_s: int | None = Field(
         None, description="Redis redelivery timeout; default: job_max_runtime_s + 600."
     )
+    resolve_cache_s: float = Field(
+        0.1, description="How long a resolve may lag an alias move made by another process."
+    )
     api_host: str = Field("127.0.0.1", description="Address `vera-registry serve` binds.")
     api_port: int = Field(8300, description="Port `vera-registry serve` binds.")
     max_dataset_bytes: int = Field(64 * MiB, description="Largest dataset upload, bytes.")

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from registry import __version__
 from registry.adapters.blobs import BlobCache
+from registry.adapters.manifest_cache import ManifestCache
 from registry.api.deps import AuthCache
 from registry.api.errors import install_error_handlers
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -49,6 +50,7 @@ def create_app(
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.blob_cache = BlobCache()
+    app.state.manifests = ManifestCache(app.state.session_factory, settings.resolve_cache_s)
 
     install_error_handlers(app)
     dataset_limit = settings.max_dataset_bytes

@@ -25,7 +25,7 @@ from registry.adapters.schemas import (
 )
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from registry.db import session_scope
+from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
 
 router = APIRouter(tags=["adapters"])
@@ -166,8 +166,17 @@ def _alias_out(session, tenant_id: str, adapter_id: str, alias, response: Respon
     )
 
 
+def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str, alias: str):
+    """Once the move commits, this process serves the new target at once (others within
+    the cache's max age, through the feed)."""
+    adapter = service.get_adapter(session, tenant_id, adapter_id)
+    key = (tenant_id, adapter.user_id, adapter.name, alias)
+    after_commit(session, lambda: request.app.state.manifests.forget(key))
+
+
 @router.put("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
 def publish(
+    request: Request,
     adapter_id: str,
     alias: str,
     body: PublishIn,
@@ -183,6 +192,7 @@ def publish(
     if if_none_match is not None and if_none_match.strip() == "*":
         expected = 0
     row = service.set_alias(session, principal.tenant_id, adapter_id, alias, body.version, expected)
+    _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
@@ -197,6 +207,7 @@ def get_alias(
 
 @router.post("/v1/adapters/{adapter_id}/aliases/{alias}/rollback", response_model=AliasOut)
 def rollback(
+    request: Request,
     adapter_id: str,
     alias: str,
     principal: TrainDep,
@@ -214,6 +225,7 @@ def rollback(
         to_version=body.to_version if body else None,
         expected_generation=_generation_header(if_match),
     )
+    _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
@@ -226,18 +238,35 @@ def alias_history(
     return [AliasEventOut.model_validate(e) for e in events]
 
 
+def _resolve(request: Request, tenant_id: str, user_id: str, adapter: str, alias: str) -> dict:
+    with session_scope(request.app.state.session_factory) as session:
+        return service.resolve(session, tenant_id, user_id, adapter, alias)
+
+
 @router.get("/v1/resolve", response_model=Manifest, responses={304: {}})
-def resolve(
+async def resolve(
     request: Request,
     response: Response,
     principal: ReadDep,
-    session: SessionDep,
     user_id: str = Query(min_length=1, max_length=200),
     adapter: str = Query("default", min_length=1, max_length=200),
     alias: str = Query("live", min_length=1, max_length=64),
 ):
     """The manifest a downstream server loads a user's adapter from (ETag; 304 when unchanged)."""
-    manifest = service.resolve(session, principal.tenant_id, user_id, adapter, alias)
+    # The hottest read path: served from the feed-invalidated cache when it can be, else
+    # one thread-pool hop for all of its database work.
+    cache = request.app.state.manifests
+    key = (principal.tenant_id, user_id, adapter, alias)
+    if cache.enabled and cache.stale():
+        await run_in_threadpool(cache.refresh)
+    manifest = cache.get(key) if cache.enabled else None
+    if manifest is None:
+        high_water = cache.high_water
+        manifest = await run_in_threadpool(
+            _resolve, request, principal.tenant_id, user_id, adapter, alias
+        )
+        if cache.enabled:
+            cache.put(key, manifest, high_water)
     tag = hashlib.sha256(
         f"{manifest['adapter_id']}:{alias}:{manifest['alias_generation']}".encode()
     ).hexdigest()[:32]

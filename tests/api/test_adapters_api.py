@@ -131,3 +131,25 @@ def test_lists_and_version_pages(client, app, tenant):
     ).json()
     assert [v["number"] for v in page["items"] + rest["items"]] == [1, 2, 3]
     assert rest["next_cursor"] is None
+
+
+def test_resolve_cache_follows_moves_made_by_other_processes(client, app, tenant):
+    from registry.adapters import service as adapters
+    from registry.db import session_scope
+
+    adapter_id, _ = _published(client, app, tenant)
+    auth = tenant.auth("train")
+    client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 1}, headers=auth)
+    resolve = lambda: client.get("/v1/resolve", params={"user_id": "alice"}, headers=auth)  # noqa: E731
+    assert resolve().json()["version"] == 1
+    assert resolve().json()["version"] == 1  # now cached
+    # A worker (another process) publishes straight through the database.
+    with session_scope(app.state.session_factory) as session:
+        adapters.set_alias(session, tenant.id, adapter_id, "live", 2)
+    time.sleep(app.state.settings.resolve_cache_s + 0.05)
+    assert resolve().json()["version"] == 2
+    # Through this process the move shows at once.
+    moved = client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 3},
+                       headers=auth)
+    assert moved.status_code == 200, moved.text
+    assert resolve().json()["version"] == 3
