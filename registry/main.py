@@ -50,6 +50,7 @@ def create_app(
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.blob_cache = BlobCache()
+    app.state.version_index = {}
     app.state.manifests = ManifestCache(app.state.session_factory, settings.resolve_cache_s)
 
     install_error_handlers(app)

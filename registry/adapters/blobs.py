@@ -29,6 +29,10 @@ class BlobCache:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, sha256: str) -> bytes | None:
+        with self._lock:
+            return self._items.get(sha256)
+
     def get(self, store, sha256: str) -> bytes:
         with self._lock:
             data = self._items.get(sha256)

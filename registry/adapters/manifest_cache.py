@@ -36,11 +36,16 @@ class ManifestCache:
     def enabled(self) -> bool:
         return self.max_age_s > 0
 
-    def stale(self) -> bool:
-        return time.monotonic() - self._refreshed_at > self.max_age_s
+    def needs_refresh(self) -> bool:
+        """Due for a refresh that nobody has started yet (the others keep serving)."""
+        due = time.monotonic() - self._refreshed_at > self.max_age_s
+        return due and not self._refreshing.locked()
 
     def get(self, key: Key) -> dict | None:
-        if self.high_water is None or self.stale():
+        # Entries stay usable while one request refreshes; past this bound (the database
+        # unreachable, say) nothing is served from memory.
+        hard_limit = max(1.0, 10 * self.max_age_s)
+        if self.high_water is None or time.monotonic() - self._refreshed_at > hard_limit:
             return None
         return self._entries.get(key)
 

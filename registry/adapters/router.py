@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from typing import Annotated
@@ -31,6 +32,7 @@ from registry.errors import BadRequest
 router = APIRouter(tags=["adapters"])
 
 FEED_POLL_S = 0.2
+VERSION_INDEX_MAX = 200_000
 MAX_WAIT_S = 60.0
 
 
@@ -90,27 +92,41 @@ def _check_number(number: int) -> None:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 304: {}, 307: {}},
 )
-def download_blob(
+async def download_blob(
     adapter_id: str,
     number: int,
     request: Request,
     principal: ReadDep,
-    session: SessionDep,
     store: StoreDep,
     settings: SettingsDep,
 ) -> Response:
     """The version's safetensors file (ETag = sha256; If-None-Match → 304; Range → 206)."""
     _check_number(number)
-    version = service.get_version(session, principal.tenant_id, adapter_id, number)
+    # Versions are immutable, so where a version's blob lives can be remembered for good;
+    # with the blob bytes cached too, a repeated download touches neither database nor disk.
+    key = (principal.tenant_id, adapter_id, number)
+    index = request.app.state.version_index
+    found = index.get(key)
+    if found is None:
+        found = await run_in_threadpool(_version_blob, request, *key)
+        if len(index) > VERSION_INDEX_MAX:
+            index.clear()
+        index[key] = found
+    sha256, size = found
     presign = settings.s3_presign_ttl_s if settings.s3_presign_downloads else None
-    return blob_response(
-        request,
-        store,
-        request.app.state.blob_cache,
-        version.blob_sha256,
-        version.size_bytes,
-        presign_ttl=presign,
+    cache = request.app.state.blob_cache
+    respond = functools.partial(
+        blob_response, request, store, cache, sha256, size, presign_ttl=presign
     )
+    if cache.peek(sha256) is not None:
+        return respond()
+    return await run_in_threadpool(respond)
+
+
+def _version_blob(request: Request, tenant_id: str, adapter_id: str, number: int):
+    with session_scope(request.app.state.session_factory) as session:
+        version = service.get_version(session, tenant_id, adapter_id, number)
+        return version.blob_sha256, version.size_bytes
 
 
 @router.get(
@@ -257,7 +273,7 @@ async def resolve(
     # one thread-pool hop for all of its database work.
     cache = request.app.state.manifests
     key = (principal.tenant_id, user_id, adapter, alias)
-    if cache.enabled and cache.stale():
+    if cache.enabled and cache.needs_refresh():
         await run_in_threadpool(cache.refresh)
     manifest = cache.get(key) if cache.enabled else None
     if manifest is None:
