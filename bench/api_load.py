@@ -196,9 +196,11 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         resolve_paths = [f"/v1/resolve?user_id={u}" for u in users]
+        generator = "wrk" if shutil.which("wrk") else "httpx"
         print(
             f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"uvicorn workers={args.workers}, PostgreSQL, {USERS} users, {args.duration:.0f} s each"
+            f"uvicorn workers={args.workers}, PostgreSQL, {USERS} users, "
+            f"{args.duration:.0f} s each, load from {generator} on the same machine"
         )
         print("| endpoint | clients | req/s | p50 ms | p99 ms | requests | errors |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
