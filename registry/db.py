@@ -7,12 +7,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import JSON, BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    create_engine,
+    event,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -121,3 +134,13 @@ def new_id() -> str:
 
 BigIntPK = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER only
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def get_owned(session: Session, model: type[T], tenant_id: str, object_id: str, what: str) -> T:
+    """The row of `model` with this id *in this tenant*; another tenant's row is not found."""
+    from registry.errors import NotFound
+
+    row = session.scalar(select(model).where(model.id == object_id, model.tenant_id == tenant_id))
+    if row is None:
+        raise NotFound(f"{what} {object_id} not found")
+    return row

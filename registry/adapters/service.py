@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
-from registry.db import utcnow
+from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 
 VERSION_ALLOCATION_ATTEMPTS = 20
@@ -62,12 +62,7 @@ def find_adapter(session: Session, tenant_id: str, user_id: str, name: str) -> A
 
 
 def get_adapter(session: Session, tenant_id: str, adapter_id: str) -> Adapter:
-    adapter = session.scalar(
-        select(Adapter).where(Adapter.id == adapter_id, Adapter.tenant_id == tenant_id)
-    )
-    if adapter is None:
-        raise NotFound(f"adapter {adapter_id} not found")
-    return adapter
+    return get_owned(session, Adapter, tenant_id, adapter_id, "adapter")
 
 
 def list_user_adapters(session: Session, tenant_id: str, user_id: str) -> list[Adapter]:

@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.base_models.models import BaseModel, Projection
-from registry.errors import Conflict, Invalid, NotFound
+from registry.db import get_owned
+from registry.errors import Conflict, Invalid
 
 CONTENT_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -97,12 +98,7 @@ def register_base_model(
 
 
 def get_base_model(session: Session, tenant_id: str, base_model_id: str) -> BaseModel:
-    model = session.scalar(
-        select(BaseModel).where(BaseModel.id == base_model_id, BaseModel.tenant_id == tenant_id)
-    )
-    if model is None:
-        raise NotFound(f"base model {base_model_id} not found")
-    return model
+    return get_owned(session, BaseModel, tenant_id, base_model_id, "base model")
 
 
 def list_base_models(
@@ -175,12 +171,7 @@ def get_or_create_projection(
 
 
 def get_projection(session: Session, tenant_id: str, projection_id: str) -> Projection:
-    projection = session.scalar(
-        select(Projection).where(Projection.id == projection_id, Projection.tenant_id == tenant_id)
-    )
-    if projection is None:
-        raise NotFound(f"projection {projection_id} not found")
-    return projection
+    return get_owned(session, Projection, tenant_id, projection_id, "projection")
 
 
 def list_projections(session: Session, tenant_id: str, base_model_id: str) -> list[Projection]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.config import Settings
-from registry.errors import Invalid, NotFound, TooLarge
+from registry.db import get_owned
+from registry.errors import Invalid, TooLarge
 from registry.jobs.models import TASKS, Dataset
 
 MAX_REPORTED_ERRORS = 20
@@ -121,9 +121,4 @@ def create_dataset(
 
 
 def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
-    dataset = session.scalar(
-        select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id)
-    )
-    if dataset is None:
-        raise NotFound(f"dataset {dataset_id} not found")
-    return dataset
+    return get_owned(session, Dataset, tenant_id, dataset_id, "dataset")

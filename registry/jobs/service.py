@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from registry.adapters.models import Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
-from registry.db import utcnow
+from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.schemas import JobRequest
@@ -166,10 +166,7 @@ def submit_job(
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    return job
+    return get_owned(session, Job, tenant_id, job_id, "job")
 
 
 def list_jobs(

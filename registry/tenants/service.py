@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.db import utcnow
+from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound, Unauthorized
 from registry.tenants.models import ApiKey, Tenant
 
@@ -108,9 +108,7 @@ def list_api_keys(session: Session, tenant_id: str) -> list[ApiKey]:
 
 def revoke_api_key(session: Session, tenant_id: str, key_id: str) -> ApiKey:
     """Revoke a key (idempotent)."""
-    key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == tenant_id))
-    if key is None:
-        raise NotFound(f"API key {key_id} not found")
+    key = get_owned(session, ApiKey, tenant_id, key_id, "API key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()
