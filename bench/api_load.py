@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import platform
-import secrets
 import shutil
 import socket
 import statistics
@@ -24,8 +23,6 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,8 +33,8 @@ from registry.migrate import upgrade  # noqa: E402
 from registry.storage import LocalBlobStore  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.api.helpers import safetensors_blob  # noqa: E402
+from tests.pgdb import temporary_database  # noqa: E402
 
-PG = os.environ.get("VERA_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 USERS = 64
 
 
@@ -152,11 +149,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    name = f"vera_bench_{secrets.token_hex(4)}"
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
+    with temporary_database("vera_bench") as url:
+        run(args, url)
+
+
+def run(args, url: str) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="vera-bench-"))
     server = None
     try:
@@ -220,8 +217,6 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(20)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

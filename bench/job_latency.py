@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,9 +27,8 @@ from registry.db import session_scope  # noqa: E402
 from registry.main import create_app  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 from tests import factories  # noqa: E402
+from tests.pgdb import temporary_database  # noqa: E402
 from tests.workers.test_end_to_end import dataset_lines, minilm  # noqa: E402
-
-PG = os.environ.get("VERA_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 
 
 def main() -> None:
@@ -41,11 +36,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    name = f"vera_bench_{secrets.token_hex(4)}"
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
+    with temporary_database("vera_bench") as url:
+        run(args, url)
+
+
+def run(args, url: str) -> None:
     upgrade(url)
     workdir = Path(tempfile.mkdtemp(prefix="vera-latency-"))
     settings = Settings(
@@ -102,8 +97,6 @@ def main() -> None:
         worker.terminate()
         worker.wait(20)
         app.state.engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def run_job(client, auth, index: int, steps: int) -> tuple[float, float, float]:

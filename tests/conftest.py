@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import upgrade
 from registry.models import Base
-
-PG_ADMIN_URL = os.environ.get("VERA_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+from tests.pgdb import temporary_database
 
 
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database for this test run, migrated to head, dropped at the end."""
-    name = f"vera_test_{secrets.token_hex(4)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_database() as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

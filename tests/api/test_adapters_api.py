@@ -149,7 +149,6 @@ def test_resolve_cache_follows_moves_made_by_other_processes(client, app, tenant
     time.sleep(app.state.settings.resolve_cache_s + 0.05)
     assert resolve().json()["version"] == 2
     # Through this process the move shows at once.
-    moved = client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 3},
-                       headers=auth)
+    moved = client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 3}, headers=auth)
     assert moved.status_code == 200, moved.text
     assert resolve().json()["version"] == 3

@@ -3,13 +3,12 @@
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from registry.db import make_engine
 from registry.migrate import downgrade, upgrade
 from registry.models import Base
-from tests.conftest import PG_ADMIN_URL
+from tests.pgdb import temporary_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -17,15 +16,8 @@ def empty_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'm.db'}"
         return
-    name = "vera_mig_" + tmp_path.name[-8:].replace("-", "_").lower()
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_database("vera_mig") as url:
+        yield url
 
 
 def test_up_down_up_and_no_drift(empty_url):
