@@ -113,7 +113,7 @@ class Manifest:
 
 @dataclass(frozen=True)
 class FeedEvent:
-    """One alias move from /v1/feed (kind: publish or rollback)."""
+    """One alias move from /v1/feed (kind: "set" for a publish, or "rollback")."""
 
     seq: int
     adapter_id: str
@@ -207,13 +207,9 @@ class RegistryClient:
         attempt = 0
         while True:
             try:
-                response = self.http.request(
-                    method,
-                    path,
-                    headers=headers,
-                    timeout=timeout if timeout is not None else self.timeout,
-                    **kwargs,
-                )
+                if self._owns_http:  # a caller's client keeps its own timeouts
+                    kwargs["timeout"] = timeout if timeout is not None else self.timeout
+                response = self.http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
                     raise ClientError(
