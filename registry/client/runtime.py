@@ -36,7 +36,7 @@ from registry.vera.inject import PEFT_PREFIX, head_modules, inject_vera
 from registry.vera.peft_io import read_adapter
 from registry.vera.projection import ProjectionMismatch
 
-__all__ = ["LoadedUser", "RuntimeMismatch", "ServingRuntime"]
+__all__ = ["LoadedUser", "ProjectionMismatch", "RuntimeMismatch", "ServingRuntime"]
 
 
 class RuntimeMismatch(ValueError):
@@ -203,7 +203,7 @@ class ServingRuntime:
 
     # -- inference ---------------------------------------------------------------------
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the A x cache reads tensor version counters
     def forward(
         self, batch: Mapping[str, torch.Tensor], user_ids: Sequence[str], **kwargs: Any
     ) -> Any:
@@ -236,15 +236,19 @@ class ServingRuntime:
                 return None
             output = output.clone()
             x = args[0]
-            for user, rows in groups.items():
-                params = {
-                    k[len(prefix) :]: v
-                    for k, v in self.bank.heads[user].items()
-                    if k.startswith(prefix)
-                }
-                index = torch.tensor(rows, device=x.device)
-                out = torch.func.functional_call(module, params, (x.index_select(0, index),))
-                output.index_copy_(0, index, out.to(output.dtype))
+            self._row_users = None  # functional_call runs this hook again: let it pass
+            try:
+                for user, rows in groups.items():
+                    params = {
+                        k[len(prefix) :]: v
+                        for k, v in self.bank.heads[user].items()
+                        if k.startswith(prefix)
+                    }
+                    index = torch.tensor(rows, device=x.device)
+                    out = torch.func.functional_call(module, params, (x.index_select(0, index),))
+                    output.index_copy_(0, index, out.to(output.dtype))
+            finally:
+                self._row_users = users
             return output
 
         return hook
@@ -292,7 +296,3 @@ class ServingRuntime:
 
 def _user_of(event: FeedEvent | Mapping[str, Any]) -> str:
     return event.user_id if isinstance(event, FeedEvent) else event["user_id"]
-
-
-# Re-exported so callers can catch the projection check from inject_vera too.
-ProjectionMismatch = ProjectionMismatch
