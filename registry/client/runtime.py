@@ -65,7 +65,7 @@ def _load_model(path: str | Path, task: str, num_labels: int | None) -> nn.Modul
 class ServingRuntime:
     def __init__(
         self,
-        client: RegistryClient,
+        client: RegistryClient | None,
         model: nn.Module | str | Path,
         *,
         seed: int,
@@ -82,7 +82,8 @@ class ServingRuntime:
     ) -> None:
         """Inject VeRA for (seed, r, target_modules) once. With `fingerprint`, the
         regenerated projection must have it (ProjectionMismatch otherwise). With
-        `base_model_hash` (and `check_base_hash`), the model's weights must hash to it."""
+        `base_model_hash` (and `check_base_hash`), the model's weights must hash to it.
+        `client` may be None for a runtime fed only through `put_vectors`."""
         if not isinstance(model, nn.Module):
             model = _load_model(model, task, num_labels)
         self.client = client
@@ -136,6 +137,11 @@ class ServingRuntime:
             **kwargs,
         )
 
+    def _client(self) -> RegistryClient:
+        if self.client is None:
+            raise RuntimeError("this runtime has no RegistryClient")
+        return self.client
+
     # -- checks ------------------------------------------------------------------------
 
     def check_manifest(self, manifest: Manifest) -> None:
@@ -166,7 +172,7 @@ class ServingRuntime:
 
     def load_user(self, user_id: str) -> LoadedUser:
         """Resolve the user's adapter, download it (cached), and put it into the bank."""
-        manifest = self.client.resolve(user_id, self.adapter, self.alias)
+        manifest = self._client().resolve(user_id, self.adapter, self.alias)
         return self.load_manifest(manifest)
 
     def load_manifest(self, manifest: Manifest) -> LoadedUser:
@@ -176,7 +182,7 @@ class ServingRuntime:
             loaded = LoadedUser(manifest.user_id, manifest)
             self.users[manifest.user_id] = loaded
             return loaded
-        adapter = read_adapter(self.client.download_blob(manifest))
+        adapter = read_adapter(self._client().download_blob(manifest))
         recorded = adapter.metadata.get("projection_fingerprint")
         if recorded and recorded != self.fingerprint:
             raise RuntimeMismatch(
@@ -280,7 +286,7 @@ class ServingRuntime:
                     changed.append(_user_of(event))
             return changed
         while True:
-            events, last = self.client.feed(after=self.feed_seq, wait=0)
+            events, last = self._client().feed(after=self.feed_seq, wait=0)
             for event in events:
                 if self.apply_feed_event(event):
                     changed.append(event.user_id)
