@@ -9,13 +9,14 @@
 
 Outputs of both are checked equal row by row. Results are appended to docs/benchmarks.md.
 
-    python bench/serve_mixed.py [--rows 64] [--seq 16] [--r 256] [--reps 5] [--threads 2]
+    python bench/serve_mixed.py [--rows 64] [--seq 16] [--r 256] [--reps 7] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import statistics
 import subprocess
@@ -51,15 +52,16 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def timed(fn, reps: int) -> float:
-    """Median seconds of `reps` calls after one warm-up."""
-    fn()
-    samples = []
+def timed_pair(first, second, reps: int) -> tuple[float, float]:
+    """Median seconds of each, calls interleaved (the cores are shared: load drifts)."""
+    first(), second()
+    a, b = [], []
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        for fn, samples in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
 
 
 def main() -> None:
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--seq", type=int, default=16)
     parser.add_argument("--r", type=int, default=256)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--swaps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-append", action="store_true")
@@ -109,8 +111,9 @@ def main() -> None:
     for user in users:
         runtime.put_vectors(user, vectors[user])
     one_user = [users[0]] * args.rows
-    ours_mixed = timed(lambda: runtime.forward(batch, users), args.reps)
-    ours_single = timed(lambda: runtime.forward(batch, one_user), args.reps)
+    ours_mixed, ours_single = timed_pair(
+        lambda: runtime.forward(batch, users), lambda: runtime.forward(batch, one_user), args.reps
+    )
     replacement = {k: v * 1.01 for k, v in vectors[users[5]].items()}
     swap_samples = []
     for i in range(args.swaps):
@@ -149,8 +152,7 @@ def main() -> None:
         with torch.no_grad():
             return peft_model(**batch).logits
 
-    peft_mixed_s = timed(peft_mixed, args.reps)
-    peft_single_s = timed(peft_single, args.reps)
+    peft_mixed_s, peft_single_s = timed_pair(peft_mixed, peft_single, args.reps)
     peft_state = {k: v.clone() for k, v in replacement.items()}
     samples = []
     for _ in range(args.swaps // 4):
@@ -196,8 +198,9 @@ def main() -> None:
     )
     setup = (
         f"MiniLM-L6 (BertForSequenceClassification, 2 labels), targets {TARGETS}, r={args.r}, "
-        f"{rows} rows × {args.seq} tokens, fp32, median of {args.reps}; heads per user; "
-        f"max |ours − PEFT| over the mixed batch = {max_diff:.1e}"
+        f"{rows} rows × {args.seq} tokens, fp32, median of {args.reps} interleaved; "
+        f"heads per user; max |ours − PEFT| over the mixed batch = {max_diff:.1e}; "
+        f"1-min load average at the end {os.getloadavg()[0]:.1f} (shared cores)"
     )
     print(machine)
     print(setup)
