@@ -169,3 +169,16 @@ def test_export_peft_and_listing_wrappers(app, registry, tmp_path):
     dataset = registry.upload_dataset("alice", "sequence-classification", rows)
     assert registry.get_dataset(dataset["id"])["user_id"] == "alice"
     assert registry.list_jobs(user_id="alice")["items"] == []
+
+
+def test_client_module_is_torch_free():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, registry.client, registry.client.api\n"
+        "leaked = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "assert not leaked, leaked[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
