@@ -52,16 +52,18 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def timed_pair(first, second, reps: int) -> tuple[list[float], list[float]]:
-    """Seconds of each call, calls interleaved (the cores are shared: load drifts)."""
-    first(), second()
-    a, b = [], []
+def timed_round_robin(fns: dict, reps: int) -> dict[str, list[float]]:
+    """Seconds of each call, the calls interleaved round-robin: the cores are shared with
+    other work whose load drifts, so every variant sees the same conditions."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
-        for fn, samples in ((first, a), (second, b)):
+        for name, fn in fns.items():
             start = time.perf_counter()
             fn()
-            samples.append(time.perf_counter() - start)
-    return a, b
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
@@ -111,9 +113,6 @@ def main() -> None:
     for user in users:
         runtime.put_vectors(user, vectors[user])
     one_user = [users[0]] * args.rows
-    ours_mixed_t, ours_single_t = timed_pair(
-        lambda: runtime.forward(batch, users), lambda: runtime.forward(batch, one_user), args.reps
-    )
     replacement = {k: v * 1.01 for k, v in vectors[users[5]].items()}
     swap_samples = []
     for i in range(args.swaps):
@@ -152,7 +151,17 @@ def main() -> None:
         with torch.no_grad():
             return peft_model(**batch).logits
 
-    peft_mixed_t, peft_single_t = timed_pair(peft_mixed, peft_single, args.reps)
+    times = timed_round_robin(
+        {
+            "ours_mixed": lambda: runtime.forward(batch, users),
+            "ours_single": lambda: runtime.forward(batch, one_user),
+            "peft_mixed": peft_mixed,
+            "peft_single": peft_single,
+        },
+        args.reps,
+    )
+    ours_mixed_t, ours_single_t = times["ours_mixed"], times["ours_single"]
+    peft_mixed_t, peft_single_t = times["peft_mixed"], times["peft_single"]
     med, best = statistics.median, min
     ours_mixed, ours_single = med(ours_mixed_t), med(ours_single_t)
     peft_mixed_s, peft_single_s = med(peft_mixed_t), med(peft_single_t)
@@ -214,7 +223,7 @@ def main() -> None:
     )
     setup = (
         f"MiniLM-L6 (BertForSequenceClassification, 2 labels), targets {TARGETS}, r={args.r}, "
-        f"{rows} rows × {args.seq} tokens, fp32, median of {args.reps} interleaved; "
+        f"{rows} rows × {args.seq} tokens, fp32, median of {args.reps}, all four interleaved; "
         f"heads per user; max |ours − PEFT| over the mixed batch = {max_diff:.1e}; "
         f"1-min load average at the end {os.getloadavg()[0]:.1f} (shared cores)"
     )
