@@ -1,0 +1,427 @@
+"""A typed, torch-free client for the registry's HTTP API (docs/api.md).
+
+    client = RegistryClient("https://registry", api_key, cache_dir="~/.cache/vera")
+    manifest = client.resolve("alice")
+    blob = client.download_blob(manifest)          # sha256-verified, content-addressed cache
+    for event in client.follow_feed(state_file="feed.seq"):
+        ...                                        # resumes after a restart
+
+Connection errors and 5xx answers are retried with exponential backoff; 4xx never are.
+Every failed answer raises `ClientError(status, code, message, details)` from the
+registry's `{"error": {...}}` body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "BaseModelRef",
+    "ClientError",
+    "FeedEvent",
+    "IntegrityError",
+    "Manifest",
+    "ProjectionRef",
+    "RegistryClient",
+]
+
+
+class ClientError(Exception):
+    """An error answer (or a transport failure after all retries, status 0)."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> ClientError:
+        try:
+            error = response.json()["error"]
+            return cls(response.status_code, error["code"], error["message"], error.get("details"))
+        except (ValueError, KeyError, TypeError):
+            text = response.text[:500] if response.content else response.reason_phrase
+            return cls(response.status_code, f"http_{response.status_code}", text)
+
+
+class IntegrityError(ClientError):
+    """Downloaded bytes do not hash to the sha256 the registry promised."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(0, "sha256_mismatch", f"expected sha256 {expected}, got {actual}")
+        self.expected, self.actual = expected, actual
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    id: str
+    name: str
+    content_hash: str
+    architecture: str
+
+
+@dataclass(frozen=True)
+class ProjectionRef:
+    id: str
+    seed: int
+    r: int
+    max_d_in: int
+    max_d_out: int
+    generator: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What /v1/resolve answers: everything needed to load one user's adapter."""
+
+    user_id: str
+    adapter_id: str
+    adapter_name: str
+    alias: str
+    alias_generation: int
+    version: int
+    task: str
+    target_modules: list[str] | str
+    blob_sha256: str
+    blob_size_bytes: int
+    blob_url: str
+    peft_url: str
+    base_model: BaseModelRef
+    projection: ProjectionRef
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["base_model"] = _pick(BaseModelRef, data["base_model"])
+        fields["projection"] = _pick(ProjectionRef, data["projection"])
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One alias move from /v1/feed (kind: "set" for a publish, or "rollback")."""
+
+    seq: int
+    adapter_id: str
+    user_id: str
+    adapter_name: str
+    alias: str
+    kind: str
+    from_version: int | None
+    to_version: int
+    generation: int
+    created_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeedEvent:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        extra = {k: v for k, v in data.items() if k not in cls.__dataclass_fields__}
+        return cls(**known, extra=extra)
+
+
+def _pick(cls, data: dict[str, Any]):
+    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RegistryClient:
+    """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
+    `transport=` an httpx transport; otherwise one is made for `base_url`."""
+
+    def __init__(
+        self,
+        base_url: str = "",
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        http: httpx.Client | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.25,
+        max_backoff: float = 8.0,
+        cache_dir: str | Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._owns_http = http is None
+        self.http = http or httpx.Client(base_url=base_url, transport=transport, timeout=timeout)
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self._sleep = sleep
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- transport ---------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        ok: tuple[int, ...] = (),
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One call with retries on connection errors and 5xx; raises ClientError on 4xx."""
+        headers = {**self.headers, **(kwargs.pop("headers", None) or {})}
+        attempt = 0
+        while True:
+            try:
+                if self._owns_http:  # a caller's client keeps its own timeouts
+                    kwargs["timeout"] = timeout if timeout is not None else self.timeout
+                response = self.http.request(method, path, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt >= self.retries:
+                    raise ClientError(
+                        0, "connection_error", str(exc) or type(exc).__name__
+                    ) from exc
+            else:
+                if response.status_code < 400 or response.status_code in ok:
+                    return response
+                if response.status_code < 500 or attempt >= self.retries:
+                    raise ClientError.from_response(response)
+            self._sleep(min(self.max_backoff, self.backoff * 2**attempt))
+            attempt += 1
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.request(method, path, **kwargs).json()
+
+    # -- resolve and blobs ---------------------------------------------------------------
+
+    def resolve(self, user_id: str, adapter: str = "default", alias: str = "live") -> Manifest:
+        params = {"user_id": user_id, "adapter": adapter, "alias": alias}
+        return Manifest.from_json(self._json("GET", "/v1/resolve", params=params))
+
+    def cache_path(self, sha256: str) -> Path:
+        if self.cache_dir is None:
+            raise ValueError("this client has no cache_dir")
+        return self.cache_dir / "sha256" / sha256[:2] / sha256
+
+    def download_blob(
+        self, manifest: Manifest | None = None, *, sha256: str | None = None, url: str | None = None
+    ) -> bytes:
+        """The blob's bytes, verified against its sha256; cached by content when cache_dir
+        is set (a cached file is re-hashed on read, and fetched again if it is corrupt)."""
+        if manifest is not None:
+            sha256, url = manifest.blob_sha256, manifest.blob_url
+        if not sha256 or not url:
+            raise ValueError("download_blob needs a manifest, or sha256 and url")
+        path = self.cache_path(sha256) if self.cache_dir else None
+        if path is not None and path.is_file():
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == sha256:
+                return data
+            path.unlink(missing_ok=True)  # corrupt: fetch it again
+        data = self.request("GET", url, follow_redirects=True).content
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise IntegrityError(sha256, actual)
+        if path is not None:
+            _atomic_write(path, data)
+        return data
+
+    def export_peft(self, adapter_id: str, version: int, directory: str | Path) -> Path:
+        """Unzip the version's PEFT directory (adapter_config.json + safetensors)."""
+        data = self.request("GET", f"/v1/adapters/{adapter_id}/versions/{version}/peft").content
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.infolist():
+                target = (directory / member.filename).resolve()
+                if not target.is_relative_to(directory.resolve()):
+                    raise ClientError(0, "bad_zip", f"zip member escapes: {member.filename}")
+            archive.extractall(directory)
+        return directory
+
+    # -- feed -----------------------------------------------------------------------------
+
+    def feed(
+        self, after: int = 0, wait: float = 0, limit: int = 100
+    ) -> tuple[list[FeedEvent], int]:
+        params = {"after": after, "wait": wait, "limit": limit}
+        body = self._json("GET", "/v1/feed", params=params, timeout=self.timeout + wait)
+        return [FeedEvent.from_json(e) for e in body["events"]], body["last_seq"]
+
+    def follow_feed(
+        self,
+        after: int | None = None,
+        wait: float = 30,
+        *,
+        state_file: str | Path | None = None,
+        limit: int = 100,
+        stop: Callable[[], bool] | None = None,
+    ) -> Iterator[FeedEvent]:
+        """Yield alias events forever (or until `stop()`), long-polling with `wait`.
+
+        With `state_file`, the seq of each event is persisted once the consumer asks for the
+        next one (i.e. after it was handled), and a new follower starts after it. `after`
+        overrides the file.
+        """
+        state = Path(state_file) if state_file else None
+        if after is None:
+            after = int(state.read_text().strip() or 0) if state and state.is_file() else 0
+        while not (stop and stop()):
+            events, last = self.feed(after, wait, limit)
+            for event in events:
+                yield event
+                after = event.seq
+                if state:
+                    _atomic_write(state, str(after).encode())
+            if not events and last > after:
+                after = last
+
+    # -- jobs and datasets ------------------------------------------------------------------
+
+    def upload_dataset(self, user_id: str, task: str, data: bytes | str | Path) -> dict:
+        if isinstance(data, Path):
+            data = data.read_bytes()
+        if isinstance(data, str):
+            data = data.encode()
+        return self._json(
+            "POST",
+            "/v1/datasets",
+            params={"user_id": user_id, "task": task},
+            content=data,
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+
+    def get_dataset(self, dataset_id: str) -> dict:
+        return self._json("GET", f"/v1/datasets/{dataset_id}")
+
+    def submit_job(self, body: dict, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json("POST", "/v1/jobs", json=body, headers=headers)
+
+    def get_job(self, job_id: str) -> dict:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def list_jobs(
+        self,
+        user_id: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> dict:
+        params = {"user_id": user_id, "status": status, "cursor": cursor, "limit": limit}
+        return self._json("GET", "/v1/jobs", params={k: v for k, v in params.items() if v})
+
+    def cancel_job(self, job_id: str) -> dict:
+        return self._json("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def job_events(self, job_id: str, after: int = 0, limit: int = 200) -> list[dict]:
+        return self._json(
+            "GET", f"/v1/jobs/{job_id}/events", params={"after": after, "limit": limit}
+        )
+
+    # -- adapters and aliases -----------------------------------------------------------
+
+    def list_adapters(self, user_id: str) -> list[dict]:
+        return self._json("GET", f"/v1/users/{user_id}/adapters")
+
+    def get_adapter(self, adapter_id: str) -> dict:
+        return self._json("GET", f"/v1/adapters/{adapter_id}")
+
+    def list_versions(self, adapter_id: str) -> list[dict]:
+        """Every version, oldest first (follows the pages)."""
+        items, cursor = [], None
+        while True:
+            params = {"cursor": cursor} if cursor else {}
+            page = self._json("GET", f"/v1/adapters/{adapter_id}/versions", params=params)
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    def get_version(self, adapter_id: str, version: int) -> dict:
+        return self._json("GET", f"/v1/adapters/{adapter_id}/versions/{version}")
+
+    def publish(
+        self, adapter_id: str, alias: str, version: int, if_match: int | None = None
+    ) -> dict:
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        return self._json(
+            "PUT",
+            f"/v1/adapters/{adapter_id}/aliases/{alias}",
+            json={"version": version},
+            headers=headers,
+        )
+
+    def get_alias(self, adapter_id: str, alias: str) -> dict:
+        return self._json("GET", f"/v1/adapters/{adapter_id}/aliases/{alias}")
+
+    def rollback(
+        self,
+        adapter_id: str,
+        alias: str,
+        to_version: int | None = None,
+        if_match: int | None = None,
+    ) -> dict:
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        return self._json(
+            "POST",
+            f"/v1/adapters/{adapter_id}/aliases/{alias}/rollback",
+            json={"to_version": to_version} if to_version is not None else None,
+            headers=headers,
+        )
+
+    def history(self, adapter_id: str, alias: str) -> list[dict]:
+        return self._json("GET", f"/v1/adapters/{adapter_id}/aliases/{alias}/history")
+
+    # -- base models and projections ----------------------------------------------------
+
+    def register_base_model(self, body: dict) -> dict:
+        """body: name, content_hash, architecture, layers, source_uri (see describe_base_model)."""
+        return self._json("POST", "/v1/base-models", json=body)
+
+    def list_base_models(self) -> dict:
+        return self._json("GET", "/v1/base-models")
+
+    def get_base_model(self, base_model_id: str) -> dict:
+        return self._json("GET", f"/v1/base-models/{base_model_id}")
+
+    def register_projection(self, base_model_id: str, body: dict) -> dict:
+        """body: seed, r, max_d_in, max_d_out, generator, fingerprint, torch_version."""
+        return self._json("POST", f"/v1/base-models/{base_model_id}/projections", json=body)
+
+    def list_projections(self, base_model_id: str) -> list[dict]:
+        return self._json("GET", f"/v1/base-models/{base_model_id}/projections")

@@ -1,0 +1,304 @@
+"""Serve many users' VeRA adapters from one base model, kept in sync with the registry.
+
+    client = RegistryClient(url, key, cache_dir="/var/cache/vera")
+    runtime = ServingRuntime.for_manifest(client, model, client.resolve("alice"))
+    runtime.load_user("alice"); runtime.load_user("bob")
+    logits = runtime.forward(batch, ["alice", "bob", "alice"]).logits   # a user per row
+    runtime.sync()            # apply publishes/rollbacks from /v1/feed since the last call
+
+The base weights are loaded once and never written: VeRA is injected once for the
+projection (seed, r, target modules), whose fingerprint must equal the registry's, and each
+user's λd/λb live in an `AdapterBank` row. Loading, replacing or dropping a user writes
+only that user's vectors (hot swap), under a lock shared with `forward`.
+
+Heads (`modules_to_save`, e.g. a classifier): each user's head tensors are applied per
+row. The head module's output is recomputed for each distinct user of the batch with that
+user's weights (`torch.func.functional_call`); rows of users whose adapter carries no head
+keep the base model's head. That is one small extra head call per distinct user, nothing
+else in the model is duplicated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from registry.client.api import FeedEvent, Manifest, RegistryClient
+from registry.vera.bank import AdapterBank
+from registry.vera.config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
+from registry.vera.inject import PEFT_PREFIX, head_modules, inject_vera
+from registry.vera.peft_io import read_adapter
+from registry.vera.projection import ProjectionMismatch
+
+__all__ = ["LoadedUser", "ProjectionMismatch", "RuntimeMismatch", "ServingRuntime"]
+
+
+class RuntimeMismatch(ValueError):
+    """An adapter does not fit this runtime (projection, targets, base model or task)."""
+
+
+@dataclass(frozen=True)
+class LoadedUser:
+    user_id: str
+    manifest: Manifest
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+
+def _load_model(path: str | Path, task: str, num_labels: int | None) -> nn.Module:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if task == TASK_SEQUENCE_CLASSIFICATION:
+        extra = {"num_labels": num_labels} if num_labels else {}
+        return AutoModelForSequenceClassification.from_pretrained(path, **extra)
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+class ServingRuntime:
+    def __init__(
+        self,
+        client: RegistryClient | None,
+        model: nn.Module | str | Path,
+        *,
+        seed: int,
+        r: int,
+        target_modules: list[str] | str,
+        fingerprint: str | None = None,
+        task: str = TASK_SEQUENCE_CLASSIFICATION,
+        base_model_hash: str | None = None,
+        check_base_hash: bool = True,
+        adapter: str = "default",
+        alias: str = "live",
+        num_labels: int | None = None,
+        capacity: int = 8,
+    ) -> None:
+        """Inject VeRA for (seed, r, target_modules) once. With `fingerprint`, the
+        regenerated projection must have it (ProjectionMismatch otherwise). With
+        `base_model_hash` (and `check_base_hash`), the model's weights must hash to it.
+        `client` may be None for a runtime fed only through `put_vectors`."""
+        if not isinstance(model, nn.Module):
+            model = _load_model(model, task, num_labels)
+        self.client = client
+        self.model = model.eval()
+        self.adapter = adapter
+        self.alias = alias
+        self.task = task
+        self.config = VeraConfig(
+            r=r, target_modules=target_modules, projection_prng_key=seed, task=task
+        )
+        if base_model_hash and check_base_hash:
+            from registry.vera.hashing import hash_state_dict
+
+            actual = hash_state_dict(self.model)
+            if actual != base_model_hash:
+                raise RuntimeMismatch(
+                    f"the model's weights hash to {actual}, the registry's base model is "
+                    f"{base_model_hash}: adapters trained on it would give wrong outputs"
+                )
+        self.base_model_hash = base_model_hash
+        inject_vera(self.model, self.config, expected_fingerprint=fingerprint)
+        self.fingerprint: str = self.model.vera_projection.fingerprint
+        self.bank = AdapterBank(self.model, capacity=capacity)
+        self.users: dict[str, LoadedUser] = {}
+        self.feed_seq = 0
+        self._lock = threading.RLock()
+        self._row_users: Sequence[str] | None = None
+        self._heads = head_modules(self.model, self.config)
+        self._head_hooks = [
+            module.register_forward_hook(self._head_hook(path))
+            for path, module in self._heads.items()
+        ]
+
+    @classmethod
+    def for_manifest(
+        cls, client: RegistryClient, model: nn.Module | str | Path, manifest: Manifest, **kwargs
+    ) -> ServingRuntime:
+        """A runtime for the projection, targets, task and base model a manifest names."""
+        projection = manifest.projection
+        kwargs.setdefault("base_model_hash", manifest.base_model.content_hash)
+        kwargs.setdefault("adapter", manifest.adapter_name)
+        kwargs.setdefault("alias", manifest.alias)
+        return cls(
+            client,
+            model,
+            seed=projection.seed,
+            r=projection.r,
+            target_modules=manifest.target_modules,
+            fingerprint=projection.fingerprint,
+            task=manifest.task,
+            **kwargs,
+        )
+
+    def _client(self) -> RegistryClient:
+        if self.client is None:
+            raise RuntimeError("this runtime has no RegistryClient")
+        return self.client
+
+    # -- checks ------------------------------------------------------------------------
+
+    def check_manifest(self, manifest: Manifest) -> None:
+        """Refuse an adapter made for another projection, target set, task or base model."""
+        projection = manifest.projection
+        if projection.fingerprint != self.fingerprint:
+            raise RuntimeMismatch(
+                f"user {manifest.user_id!r} adapter {manifest.adapter_id} v{manifest.version} "
+                f"uses projection {projection.fingerprint} (seed={projection.seed}, "
+                f"r={projection.r}); this runtime serves {self.fingerprint} "
+                f"(seed={self.config.projection_prng_key}, r={self.config.r})"
+            )
+        wanted = VeraConfig(target_modules=manifest.target_modules).target_modules
+        if wanted != self.config.target_modules:
+            raise RuntimeMismatch(
+                f"adapter {manifest.adapter_id} targets {wanted}, this runtime injects "
+                f"{self.config.target_modules}"
+            )
+        if manifest.task != self.task:
+            raise RuntimeMismatch(f"adapter task {manifest.task!r}, runtime task {self.task!r}")
+        if self.base_model_hash and manifest.base_model.content_hash != self.base_model_hash:
+            raise RuntimeMismatch(
+                f"adapter {manifest.adapter_id} was trained on base "
+                f"{manifest.base_model.content_hash}, this runtime serves {self.base_model_hash}"
+            )
+
+    # -- users -------------------------------------------------------------------------
+
+    def load_user(self, user_id: str) -> LoadedUser:
+        """Resolve the user's adapter, download it (cached), and put it into the bank."""
+        manifest = self._client().resolve(user_id, self.adapter, self.alias)
+        return self.load_manifest(manifest)
+
+    def load_manifest(self, manifest: Manifest) -> LoadedUser:
+        self.check_manifest(manifest)
+        current = self.users.get(manifest.user_id)
+        if current and current.manifest.blob_sha256 == manifest.blob_sha256:
+            loaded = LoadedUser(manifest.user_id, manifest)
+            self.users[manifest.user_id] = loaded
+            return loaded
+        adapter = read_adapter(self._client().download_blob(manifest))
+        recorded = adapter.metadata.get("projection_fingerprint")
+        if recorded and recorded != self.fingerprint:
+            raise RuntimeMismatch(
+                f"blob {manifest.blob_sha256} records projection {recorded}, "
+                f"this runtime serves {self.fingerprint}"
+            )
+        self.put_vectors(manifest.user_id, adapter.vectors)
+        loaded = LoadedUser(manifest.user_id, manifest)
+        self.users[manifest.user_id] = loaded
+        return loaded
+
+    def put_vectors(self, user_id: str, vectors: Mapping[str, torch.Tensor]) -> None:
+        """Hot swap: write this user's vectors (and head) only; base weights untouched."""
+        device = self.model.vera_projection.vera_A.device
+        vectors = {k: v.to(device) for k, v in vectors.items()}
+        with self._lock:
+            self.bank.put(user_id, vectors)
+
+    def drop_user(self, user_id: str) -> None:
+        with self._lock:
+            if user_id in self.bank:
+                self.bank.drop(user_id)
+            self.users.pop(user_id, None)
+
+    # -- inference ---------------------------------------------------------------------
+
+    @torch.no_grad()  # not inference_mode: the A x cache reads tensor version counters
+    def forward(
+        self, batch: Mapping[str, torch.Tensor], user_ids: Sequence[str], **kwargs: Any
+    ) -> Any:
+        """Run the model on `batch`; row i uses `user_ids[i]`'s adapter (and head)."""
+        rows = next(iter(batch.values())).shape[0]
+        if len(user_ids) != rows:
+            raise ValueError(f"batch has {rows} rows, got {len(user_ids)} user ids")
+        with self._lock, self.bank.users(user_ids):
+            self._row_users = list(user_ids)
+            try:
+                return self.model(**batch, **kwargs)
+            finally:
+                self._row_users = None
+
+    __call__ = forward
+
+    def _head_hook(self, path: str):
+        prefix = f"{PEFT_PREFIX}{path}."
+
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+            users = self._row_users
+            if users is None or not args or not isinstance(output, torch.Tensor):
+                return None
+            groups: dict[str, list[int]] = {}
+            for row, user in enumerate(users):
+                head = self.bank.heads.get(user, {})
+                if any(k.startswith(prefix) for k in head):
+                    groups.setdefault(user, []).append(row)
+            if not groups:
+                return None
+            output = output.clone()
+            x = args[0]
+            self._row_users = None  # functional_call runs this hook again: let it pass
+            try:
+                for user, rows in groups.items():
+                    params = {
+                        k[len(prefix) :]: v
+                        for k, v in self.bank.heads[user].items()
+                        if k.startswith(prefix)
+                    }
+                    index = torch.tensor(rows, device=x.device)
+                    out = torch.func.functional_call(module, params, (x.index_select(0, index),))
+                    output.index_copy_(0, index, out.to(output.dtype))
+            finally:
+                self._row_users = users
+            return output
+
+        return hook
+
+    # -- registry feed -----------------------------------------------------------------
+
+    def apply_feed_event(self, event: FeedEvent | Mapping[str, Any]) -> bool:
+        """Re-resolve a loaded user whose alias moved (publish or rollback) and replace its
+        vectors; other users' events are ignored (they load on demand). True if applied."""
+        if not isinstance(event, FeedEvent):
+            event = FeedEvent.from_json(dict(event))
+        self.feed_seq = max(self.feed_seq, event.seq)
+        if event.adapter_name != self.adapter or event.alias != self.alias:
+            return False
+        current = self.users.get(event.user_id)
+        if current is None or current.manifest.alias_generation >= event.generation:
+            return False
+        self.load_user(event.user_id)
+        return True
+
+    def sync(self, feed: Iterable[FeedEvent | Mapping[str, Any]] | None = None) -> list[str]:
+        """Apply events: from `feed` (e.g. `client.follow_feed(...)`, consumed to its end),
+        or, without one, every event the registry has after `feed_seq` (no waiting).
+        Returns the users whose adapters were replaced."""
+        changed: list[str] = []
+        if feed is not None:
+            for event in feed:
+                if self.apply_feed_event(event):
+                    changed.append(_user_of(event))
+            return changed
+        while True:
+            events, last = self._client().feed(after=self.feed_seq, wait=0)
+            for event in events:
+                if self.apply_feed_event(event):
+                    changed.append(event.user_id)
+            self.feed_seq = max(self.feed_seq, last)
+            if not events:
+                return changed
+
+    def close(self) -> None:
+        for hook in self._head_hooks:
+            hook.remove()
+        self._head_hooks = []
+
+
+def _user_of(event: FeedEvent | Mapping[str, Any]) -> str:
+    return event.user_id if isinstance(event, FeedEvent) else event["user_id"]
