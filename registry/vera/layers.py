@@ -71,7 +71,10 @@ class SharedProjection(nn.Module):
         dropout_active = isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0
         if dropout_active or not self.share_input_projection:
             return F.linear(dropout(x.to(dtype)), vera_a)
-        key = (id(x), x._version, d_in, torch.is_grad_enabled())
+        # Inference tensors keep no version counter (and nothing edits hidden states in
+        # place between q, k and v within one forward).
+        version = 0 if x.is_inference() else x._version
+        key = (id(x), version, d_in, torch.is_grad_enabled())
         cached = self._input_cache.get(key)
         if cached is not None and cached[0] is x:
             return cached[1]

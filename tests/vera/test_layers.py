@@ -183,3 +183,15 @@ def test_errors_name_shapes() -> None:
     projection = SharedProjection(*generate_projection(0, 4, 8, 8), seed=0, fingerprint="x")
     with pytest.raises(ValueError, match=r"d_in=16, d_out=8.*\(4, 8\)"):
         VeraLinear(torch.nn.Linear(16, 8), projection)
+
+
+def test_forward_under_inference_mode_matches_no_grad() -> None:
+    model = tiny_llama(seed=4)
+    inject_vera(model, VeraConfig(r=8, target_modules=["q_proj", "k_proj", "v_proj"]))
+    randomize_vectors(model)
+    ids = torch.randint(0, 96, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    with torch.inference_mode():
+        got = model(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
