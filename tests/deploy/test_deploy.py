@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -479,3 +481,53 @@ def test_helm_templates_stay_in_the_rendered_subset():
         translate('{{ include "x" . }}')
     with pytest.raises(Unsupported):
         translate("{{- if .Values.x }}")
+
+
+# --- the sweeper runs on the torch-free API image ----------------------------------------
+
+
+def test_sweeper_and_worker_healthcheck_import_without_torch():
+    # compose and the chart run the sweeper (and `celery -A workers.tasks:app inspect ping`)
+    # from the API image, which has no torch.
+    code = (
+        "import sys, workers.tasks\n"
+        "leaked = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'transformers'})\n"
+        "assert not leaked, leaked[:5]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+# --- docs/operations.md ----------------------------------------------------------------
+
+
+def test_operations_doc_covers_the_runbook():
+    text = (ROOT / "docs" / "operations.md").read_text()
+    for needle in [
+        "## Scaling GPU workers",
+        "`queue`",
+        "## Backups",
+        "## Blob garbage collection",
+        "VERA_BLOB_GC_GRACE_S",
+        "## API key rotation",
+        "5 seconds",
+        "## Upgrades",
+        "Migrate first",
+        "## Monitoring",
+        "vera_http_requests_total",
+        "vera_http_request_seconds",
+        "vera_jobs{state}",
+        "Flower",
+        "## When a dependency goes down",
+        "**PostgreSQL**",
+        "**Redis**",
+        "**S3**",
+        "**A worker**",
+        "VERA_HEARTBEAT_STALE_S",
+    ]:
+        assert needle in text, needle
+    # Every VERA_* it names is a real setting.
+    named = set(re.findall(r"\bVERA_[A-Z0-9_]+\b", text))
+    assert named <= SETTINGS_FIELDS | NON_SETTINGS, named - SETTINGS_FIELDS - NON_SETTINGS
