@@ -26,6 +26,10 @@ from typing import Any
 
 import httpx
 
+# The server's own response schema (pydantic, torch-free); unknown fields a newer server
+# adds are ignored.
+from registry.adapters.schemas import BaseModelRef, Manifest, ProjectionRef
+
 __all__ = [
     "BaseModelRef",
     "ClientError",
@@ -66,52 +70,6 @@ class IntegrityError(ClientError):
 
 
 @dataclass(frozen=True)
-class BaseModelRef:
-    id: str
-    name: str
-    content_hash: str
-    architecture: str
-
-
-@dataclass(frozen=True)
-class ProjectionRef:
-    id: str
-    seed: int
-    r: int
-    max_d_in: int
-    max_d_out: int
-    generator: str
-    fingerprint: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What /v1/resolve answers: everything needed to load one user's adapter."""
-
-    user_id: str
-    adapter_id: str
-    adapter_name: str
-    alias: str
-    alias_generation: int
-    version: int
-    task: str
-    target_modules: list[str] | str
-    blob_sha256: str
-    blob_size_bytes: int
-    blob_url: str
-    peft_url: str
-    base_model: BaseModelRef
-    projection: ProjectionRef
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Manifest:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["base_model"] = _pick(BaseModelRef, data["base_model"])
-        fields["projection"] = _pick(ProjectionRef, data["projection"])
-        return cls(**fields)
-
-
-@dataclass(frozen=True)
 class FeedEvent:
     """One alias move from /v1/feed (kind: "set" for a publish, or "rollback")."""
 
@@ -132,10 +90,6 @@ class FeedEvent:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         extra = {k: v for k, v in data.items() if k not in cls.__dataclass_fields__}
         return cls(**known, extra=extra)
-
-
-def _pick(cls, data: dict[str, Any]):
-    return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -230,7 +184,7 @@ class RegistryClient:
 
     def resolve(self, user_id: str, adapter: str = "default", alias: str = "live") -> Manifest:
         params = {"user_id": user_id, "adapter": adapter, "alias": alias}
-        return Manifest.from_json(self._json("GET", "/v1/resolve", params=params))
+        return Manifest.model_validate(self._json("GET", "/v1/resolve", params=params))
 
     def cache_path(self, sha256: str) -> Path:
         if self.cache_dir is None:

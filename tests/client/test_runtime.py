@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import warnings
 from functools import cache
@@ -205,16 +204,19 @@ def test_refuses_other_projection_and_other_base(app, registry):
     reg.add_version("alice", random_vectors(1))
     manifest = registry.resolve("alice")
     runtime = ServingRuntime.for_manifest(registry, fresh_model(), manifest)
-    other = dataclasses.replace(
-        manifest,
-        projection=dataclasses.replace(manifest.projection, fingerprint="sha256:" + "0" * 64),
+    other = manifest.model_copy(
+        update={
+            "projection": manifest.projection.model_copy(
+                update={"fingerprint": "sha256:" + "0" * 64}
+            )
+        }
     )
     with pytest.raises(RuntimeMismatch, match="projection"):
         runtime.load_manifest(other)
     with pytest.raises(ProjectionMismatch):
         ServingRuntime.for_manifest(registry, fresh_model(), other)
-    wrong_base = dataclasses.replace(
-        manifest, base_model=dataclasses.replace(manifest.base_model, content_hash="sha256:1")
+    wrong_base = manifest.model_copy(
+        update={"base_model": manifest.base_model.model_copy(update={"content_hash": "sha256:1"})}
     )
     with pytest.raises(RuntimeMismatch, match="hash"):
         ServingRuntime.for_manifest(registry, fresh_model(), wrong_base)
