@@ -10,8 +10,6 @@ a warm base-model cache.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +26,7 @@ from registry.main import create_app  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.pgdb import temporary_database  # noqa: E402
+from tests.workers.conftest import Workers, worker_env  # noqa: E402
 from tests.workers.test_end_to_end import dataset_lines, minilm  # noqa: E402
 
 
@@ -50,36 +49,8 @@ def run(args, url: str) -> None:
         storage_url=f"file://{workdir / 'blobs'}",
         heartbeat_interval_s=1.0,
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "HF_HUB_OFFLINE": "1",
-        **{
-            f"VERA_{k.upper()}": str(v)
-            for k, v in settings.model_dump().items()
-            if v is not None and "secret" not in k
-        },
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.tasks",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            "train",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    workers = Workers(worker_env(settings), workdir)
+    workers.start("bench")
     app = create_app(settings)
     try:
         with session_scope(app.state.session_factory) as session:
@@ -94,8 +65,7 @@ def run(args, url: str) -> None:
             cache = "cold" if index == 0 else "warm"
             print(f"| {index + 1} | {cache} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.2f} |")
     finally:
-        worker.terminate()
-        worker.wait(20)
+        workers.stop_all()
         app.state.engine.dispose()
 
 

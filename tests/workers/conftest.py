@@ -78,6 +78,20 @@ def redis_server(tmp_path):
     server.stop()
 
 
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a worker process that sees exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
+    env.update(
+        {
+            f"VERA_{k.upper()}": str(v)
+            for k, v in settings.model_dump().items()
+            if v is not None and k not in ("s3_secret_access_key",)
+        }
+    )
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", PYTHONPATH=str(REPO))
+    return env
+
+
 class Workers:
     def __init__(self, env: dict, logdir: Path) -> None:
         self.env, self.logdir = env, logdir
@@ -154,20 +168,8 @@ def stack(pg_url, pg_session_factory, redis_server, tmp_path, stack_overrides):
         job_max_attempts=3,
     )
     settings = Settings(_env_file=None, **{**values, **stack_overrides})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
-    env.update(
-        {
-            f"VERA_{k.upper()}": str(v)
-            for k, v in settings.model_dump().items()
-            if v is not None and k not in ("s3_secret_access_key",)
-        }
-    )
-    env.update(
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_VERBOSITY="error",
-        PYTHONPATH=str(REPO),
-    )
+    env = worker_env(settings)
+    env["OMP_NUM_THREADS"] = "1"  # two worker processes share two cores in some tests
     app = create_app(settings)
     with session_scope(app.state.session_factory) as session:
         tenant = factories.tenant(session, "e2e")
