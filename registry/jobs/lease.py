@@ -18,7 +18,7 @@ from registry.adapters import service as adapters
 from registry.adapters.models import Adapter, AdapterVersion
 from registry.db import utcnow
 from registry.jobs.models import Job
-from registry.jobs.service import append_job_event
+from registry.jobs.service import append_job_event, transition_job
 
 
 class LeaseLost(Exception):
@@ -159,8 +159,6 @@ def release(session: Session, claim: Claim, reason: str) -> None:
 
 
 def _finish(session: Session, job: Job, state: str, **values) -> None:
-    from registry.jobs.service import transition_job
-
     values.setdefault("lease_expires_at", None)
     transition_job(session, job, state, **values)
 

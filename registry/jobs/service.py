@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -185,8 +186,6 @@ def list_jobs(
     if state is not None:
         query = query.where(Job.state == state)
     if before is not None:
-        from datetime import datetime
-
         created_at, job_id = datetime.fromisoformat(before[0]), before[1]
         query = query.where(
             (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))

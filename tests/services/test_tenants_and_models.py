@@ -9,7 +9,7 @@ from tests import factories
 def test_api_key_is_shown_once_and_stored_hashed(session):
     tenant = factories.tenant(session)
     key, plaintext = tenants.create_api_key(session, tenant.id, ["train", "read"], "ci")
-    assert plaintext.startswith("vera_") and plaintext.split("_")[2] not in key.secret_sha256
+    assert plaintext.startswith("vera_") and plaintext.split("_", 2)[2] not in key.secret_sha256
     assert plaintext not in (key.secret_sha256, key.prefix)
     principal = tenants.authenticate(session, plaintext)
     assert principal.tenant_id == tenant.id and principal.scopes == ("train", "read")
