@@ -36,12 +36,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 RUN groupadd --system --gid 10001 vera \
     && useradd --system --uid 10001 --gid vera --home-dir /var/lib/vera --shell /usr/sbin/nologin vera \
-    && mkdir -p /var/lib/vera /app/.vera/models \
-    && chown -R vera:vera /var/lib/vera /app/.vera
+    && mkdir -p /var/lib/vera/models \
+    && chown -R vera:vera /var/lib/vera
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /app /app
 WORKDIR /app
 USER 10001:10001
-# Base models from s3:// sources are downloaded under ./.vera/models (here /app/.vera/models):
+# Base models from s3:// sources are downloaded under $VERA_HOME/models (/var/lib/vera/models):
 # mount a volume there to keep them across restarts.
 CMD ["vera-registry", "worker", "--queues", "train", "--concurrency", "1"]

@@ -1,7 +1,7 @@
 """Settings, read from `VERA_*` environment variables (or a `.env` file).
 
-With no configuration everything runs on one machine under `./.vera/`: a SQLite
-database, blobs in a local directory and a broker that needs no server.
+With no configuration everything runs on one machine under `VERA_HOME` (`./.vera/`): a
+SQLite database, blobs in a local directory and a broker that needs no server.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -19,13 +19,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VERA_", env_file=".env", extra="ignore")
 
     home: Path = Field(Path(".vera"), description="Directory for embedded state.")
+    # The three embedded defaults live under `home` (filled in below when unset).
     database_url: str = Field(
-        "sqlite:///./.vera/registry.db",
+        "",
         description="SQLAlchemy URL; postgresql+psycopg://user:pw@host/db in production.",
     )
     storage_url: str = Field(
-        "file://./.vera/blobs",
-        description="file://DIR or s3://bucket/prefix for adapter and dataset blobs.",
+        "", description="file://DIR or s3://bucket/prefix for adapter and dataset blobs."
     )
     s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store.")
     s3_region: str | None = Field(None, description="S3 region.")
@@ -42,8 +42,7 @@ class Settings(BaseSettings):
     )
     s3_presign_ttl_s: int = Field(300, description="Lifetime of presigned URLs, seconds.")
     broker_url: str = Field(
-        "sqla+sqlite:///./.vera/broker.db",
-        description="Celery broker: redis://host:6379/0 or amqp://… in production.",
+        "", description="Celery broker: redis://host:6379/0 or amqp://… in production."
     )
     broker_visibility_timeout_s: int | None = Field(
         None, description="Redis redelivery timeout; default: job_max_runtime_s + 600."
@@ -61,6 +60,27 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, description="How often a running job heartbeats.")
     heartbeat_stale_s: float = Field(60.0, description="Heartbeat age after which a job is lost.")
     blob_gc_grace_s: int = Field(24 * 3600, description="Age before an unreferenced blob goes.")
+
+    @field_validator(
+        "s3_endpoint_url",
+        "s3_region",
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "broker_visibility_timeout_s",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value):
+        # An empty VERA_X= (as compose files and .env templates leave them) means "unset".
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        home = self.home.as_posix()
+        self.database_url = self.database_url or f"sqlite:///{home}/registry.db"
+        self.storage_url = self.storage_url or f"file://{home}/blobs"
+        self.broker_url = self.broker_url or f"sqla+sqlite:///{home}/broker.db"
+        return self
 
 
 @lru_cache
