@@ -7,6 +7,8 @@ import os
 import socket
 from functools import cache
 
+from celery.signals import worker_shutting_down
+
 from registry.config import get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.storage import open_store
@@ -14,7 +16,7 @@ from workers.celery_app import SWEEP_TASK, TRAIN_TASK, make_celery
 from workers.dispatch import CeleryDispatcher
 from workers.model_cache import ModelCache
 from workers.sweeper import sweep
-from workers.training import RetryLater, WorkerContext, run_training_job
+from workers.training import SHUTTING_DOWN, RetryLater, WorkerContext, run_training_job
 
 log = logging.getLogger(__name__)
 app = make_celery()
@@ -30,7 +32,7 @@ def context() -> WorkerContext:
         settings=settings,
         session_factory=make_sessionmaker(make_engine(settings.database_url)),
         store=open_store(settings),
-        models=ModelCache(),
+        models=ModelCache(download_dir=settings.home / "models"),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
 
@@ -53,3 +55,10 @@ def sweep_task() -> dict:
     ctx = context()
     report = sweep(ctx.session_factory, CeleryDispatcher(ctx.settings), ctx.settings, ctx.store)
     return {k: len(v) for k, v in vars(report).items()}
+
+
+@worker_shutting_down.connect
+def _hand_back_on_shutdown(**_: object) -> None:
+    """Warm shutdown (SIGTERM, Ctrl-C): the running job stops at its next step and is
+    queued again, so a deploy or `up` exiting never waits for a long job to finish."""
+    SHUTTING_DOWN.set()

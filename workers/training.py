@@ -67,6 +67,11 @@ def runtime_limit(settings: Settings, job_limit_s: int | None) -> float:
     return float(min(settings.job_max_runtime_s, job_limit_s or settings.job_max_runtime_s))
 
 
+# Set when this worker process begins a warm shutdown (workers/tasks.py): the running job
+# stops at its next step and goes back to the queue instead of holding the shutdown up.
+SHUTTING_DOWN = threading.Event()
+
+
 class Heartbeat:
     """Extends the lease and writes progress every interval from a thread of its own, so a
     long step or a slow model load never looks like a dead worker."""
@@ -80,6 +85,7 @@ class Heartbeat:
         self._started = time.monotonic()
         self.first_step_at: float | None = None
         self.timed_out = False
+        self.shutting_down = False
         self.deadline = self._started + max_runtime_s
         self.last_step_at: float | None = None
         self._stop = threading.Event()
@@ -106,7 +112,9 @@ class Heartbeat:
     def should_stop(self) -> bool:
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.timed_out = True
-        return self.cancel_requested or self.lost or self.timed_out
+        if SHUTTING_DOWN.is_set() and not self.cancel_requested:
+            self.shutting_down = True
+        return self.cancel_requested or self.lost or self.timed_out or self.shutting_down
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -173,6 +181,10 @@ def run_training_job(ctx: WorkerContext, job_id: str) -> str:
                         f"the job ran past its limit of {limit:.0f} s at step {exc.step}; "
                         "raise hyperparameters.max_runtime_s or train fewer steps"
                     ) from exc
+                if beat.shutting_down:
+                    with session_scope(ctx.session_factory) as session:
+                        lease.hand_back(session, claim, f"worker shut down at step {exc.step}")
+                    return "handed_back"
                 raise
             if beat.lost:
                 return "lease_lost"

@@ -158,6 +158,16 @@ def release(session: Session, claim: Claim, reason: str) -> None:
     append_job_event(session, job.id, "state", {"state": "queued", "reason": reason[:1000]})
 
 
+def hand_back(session: Session, claim: Claim, reason: str) -> None:
+    """The worker is shutting down: back to the queue at once, and this claim not counted
+    as an attempt (the job did nothing wrong). The sweeper sends it again."""
+    job = _lock_owned(session, claim)
+    job.state, job.worker, job.lease_expires_at, job.sent_at = "queued", None, None, None
+    job.attempts = max(0, job.attempts - 1)
+    session.flush()
+    append_job_event(session, job.id, "state", {"state": "queued", "reason": reason[:1000]})
+
+
 def _finish(session: Session, job: Job, state: str, **values) -> None:
     values.setdefault("lease_expires_at", None)
     transition_job(session, job, state, **values)

@@ -87,6 +87,18 @@ def test_poison_job_stops_after_max_attempts(queued):
     assert (job.state, job.error_kind, job.error_code) == ("failed", "system", "too_many_attempts")
 
 
+def test_hand_back_at_shutdown_queues_again_without_burning_an_attempt(queued):
+    session, _, job = queued
+    claim = lease.claim_job(session, job.id, "w", 60)
+    assert claim.attempt == 1
+    lease.hand_back(session, claim, "worker shut down at step 7")
+    session.refresh(job)
+    assert (job.state, job.attempts, job.sent_at, job.worker) == ("queued", 0, None, None)
+    with pytest.raises(lease.LeaseLost):  # the old claim can no longer write
+        lease.record_event(session, claim, "progress", {"step": 8})
+    assert lease.claim_job(session, job.id, "w2", 60).attempt == 1
+
+
 def test_release_puts_the_job_back(queued):
     session, _, job = queued
     claim = lease.claim_job(session, job.id, "w", 60)
