@@ -124,6 +124,12 @@ class AuthCache:
             self._entries[digest] = (now + self._ttl_s, principal)
         return principal
 
+    def forget_key(self, key_id: str) -> None:
+        """Drop a revoked key at once in this process (others drop it within `ttl_s`)."""
+        with self._lock:
+            for digest in [d for d, (_, p) in self._entries.items() if p.key_id == key_id]:
+                del self._entries[digest]
+
     def forget_all(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -166,8 +166,10 @@ class RegistryClient:
                 response = self.http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
                 if attempt >= self.retries:
+                    where = self.base_url or "the registry"
+                    reason = str(exc) or type(exc).__name__
                     raise ClientError(
-                        0, "connection_error", str(exc) or type(exc).__name__
+                        0, "connection_error", f"cannot reach {where}: {reason}"
                     ) from exc
             else:
                 if response.status_code < 400 or response.status_code in ok:
@@ -379,3 +381,15 @@ class RegistryClient:
 
     def list_projections(self, base_model_id: str) -> list[dict]:
         return self._json("GET", f"/v1/base-models/{base_model_id}/projections")
+
+    # -- API keys -------------------------------------------------------------------------
+
+    def list_keys(self) -> list[dict]:
+        return self._json("GET", "/v1/keys")
+
+    def create_key(self, name: str, scopes: list[str]) -> dict:
+        """A new key of this tenant; `api_key` in the answer is its only showing."""
+        return self._json("POST", "/v1/keys", json={"name": name, "scopes": scopes})
+
+    def revoke_key(self, key_id: str) -> dict:
+        return self._json("DELETE", f"/v1/keys/{key_id}")

@@ -6,6 +6,8 @@
     logits = runtime.forward(batch, ["alice", "bob", "alice"]).logits   # a user per row
     runtime.sync()            # apply publishes/rollbacks from /v1/feed since the last call
 
+A row whose user id is None gets the base model alone (a user with no adapter yet).
+
 The base weights are loaded once and never written: VeRA is injected once for the
 projection (seed, r, target modules), whose fingerprint must equal the registry's, and each
 user's λd/λb live in an `AdapterBank` row. Loading, replacing or dropping a user writes
@@ -20,6 +22,7 @@ else in the model is duplicated.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ class RuntimeMismatch(ValueError):
 class LoadedUser:
     user_id: str
     manifest: Manifest
+    labels: list | None = None  # a classifier's label names, by logit index
 
     @property
     def version(self) -> int:
@@ -107,6 +111,7 @@ class ServingRuntime:
         inject_vera(self.model, self.config, expected_fingerprint=fingerprint)
         self.fingerprint: str = self.model.vera_projection.fingerprint
         self.bank = AdapterBank(self.model, capacity=capacity)
+        self.bank.put(_BASE_ROW, self._zero_vectors())
         self.users: dict[str, LoadedUser] = {}
         self.feed_seq = 0
         self._lock = threading.RLock()
@@ -136,6 +141,14 @@ class ServingRuntime:
             task=manifest.task,
             **kwargs,
         )
+
+    def _zero_vectors(self) -> dict[str, torch.Tensor]:
+        # λb = 0 makes every VeRA delta zero, and no head tensors keep the base's head.
+        zeros = {}
+        for path, layer in self.bank.layers.items():
+            zeros[f"{PEFT_PREFIX}{path}.vera_lambda_d"] = torch.zeros(layer.r)
+            zeros[f"{PEFT_PREFIX}{path}.vera_lambda_b"] = torch.zeros(layer.d_out)
+        return zeros
 
     def _client(self) -> RegistryClient:
         if self.client is None:
@@ -179,7 +192,7 @@ class ServingRuntime:
         self.check_manifest(manifest)
         current = self.users.get(manifest.user_id)
         if current and current.manifest.blob_sha256 == manifest.blob_sha256:
-            loaded = LoadedUser(manifest.user_id, manifest)
+            loaded = LoadedUser(manifest.user_id, manifest, current.labels)
             self.users[manifest.user_id] = loaded
             return loaded
         adapter = read_adapter(self._client().download_blob(manifest))
@@ -190,18 +203,23 @@ class ServingRuntime:
                 f"this runtime serves {self.fingerprint}"
             )
         self.put_vectors(manifest.user_id, adapter.vectors)
-        loaded = LoadedUser(manifest.user_id, manifest)
+        labels = adapter.identity.get("labels")
+        loaded = LoadedUser(manifest.user_id, manifest, json.loads(labels) if labels else None)
         self.users[manifest.user_id] = loaded
         return loaded
 
     def put_vectors(self, user_id: str, vectors: Mapping[str, torch.Tensor]) -> None:
         """Hot swap: write this user's vectors (and head) only; base weights untouched."""
+        if user_id == _BASE_ROW:
+            raise ValueError("that user id is reserved for base-model rows")
         device = self.model.vera_projection.vera_A.device
         vectors = {k: v.to(device) for k, v in vectors.items()}
         with self._lock:
             self.bank.put(user_id, vectors)
 
     def drop_user(self, user_id: str) -> None:
+        if user_id == _BASE_ROW:
+            raise ValueError("that user id is reserved for base-model rows")
         with self._lock:
             if user_id in self.bank:
                 self.bank.drop(user_id)
@@ -211,12 +229,14 @@ class ServingRuntime:
 
     @torch.no_grad()  # not inference_mode: the A x cache reads tensor version counters
     def forward(
-        self, batch: Mapping[str, torch.Tensor], user_ids: Sequence[str], **kwargs: Any
+        self, batch: Mapping[str, torch.Tensor], user_ids: Sequence[str | None], **kwargs: Any
     ) -> Any:
-        """Run the model on `batch`; row i uses `user_ids[i]`'s adapter (and head)."""
+        """Run the model on `batch`; row i uses `user_ids[i]`'s adapter (and head), or the
+        base model alone where it is None."""
         rows = next(iter(batch.values())).shape[0]
         if len(user_ids) != rows:
             raise ValueError(f"batch has {rows} rows, got {len(user_ids)} user ids")
+        user_ids = [_BASE_ROW if user is None else user for user in user_ids]
         with self._lock, self.bank.users(user_ids):
             self._row_users = list(user_ids)
             try:
@@ -298,6 +318,9 @@ class ServingRuntime:
         for hook in self._head_hooks:
             hook.remove()
         self._head_hooks = []
+
+
+_BASE_ROW = "\x00base"  # the bank row of zero vectors that `None` rows use
 
 
 def _user_of(event: FeedEvent | Mapping[str, Any]) -> str:

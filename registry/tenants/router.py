@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.api.deps import AdminDep, SessionDep
+from registry.db import after_commit
 from registry.tenants import service
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -49,6 +50,9 @@ def list_keys(principal: AdminDep, session: SessionDep) -> list[KeyOut]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-def revoke_key(key_id: str, principal: AdminDep, session: SessionDep) -> KeyOut:
-    """Revoke a key; it stops working within a few seconds (auth cache)."""
-    return KeyOut.model_validate(service.revoke_api_key(session, principal.tenant_id, key_id))
+def revoke_key(key_id: str, principal: AdminDep, session: SessionDep, request: Request) -> KeyOut:
+    """Revoke a key: at once on this server, within a few seconds on the others (their
+    auth caches)."""
+    key = service.revoke_api_key(session, principal.tenant_id, key_id)
+    after_commit(session, lambda: request.app.state.auth_cache.forget_key(key_id))
+    return KeyOut.model_validate(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import warnings
 from functools import cache
 from pathlib import Path
@@ -71,18 +72,21 @@ class Registry:
         self.projection = rc.register_projection(self.base["id"], body)
         self.adapters: dict[str, str] = {}
 
-    def blob(self, user: str, vectors) -> bytes:
+    def blob(self, user: str, vectors, labels: list | None = None) -> bytes:
         from registry.vera.peft_io import adapter_blob
 
+        identity = {"user_id": user}
+        if labels is not None:  # as a worker records a classifier's labels
+            identity["labels"] = json.dumps(labels)
         return adapter_blob(
             vectors,
             base_model_hash=self.base["content_hash"],
             projection_fingerprint=self.projection["fingerprint"],
-            identity={"user_id": user},
+            identity=identity,
             config=vera_config(),
         )
 
-    def add_version(self, user: str, vectors) -> int:
+    def add_version(self, user: str, vectors, labels: list | None = None) -> int:
         """A new version (as a finished job leaves it), published to `live`."""
         from registry.adapters import service
 
@@ -98,7 +102,7 @@ class Registry:
                 target_modules=TARGETS,
                 task=TASK_SEQUENCE_CLASSIFICATION,
             )
-            info = store.put(self.blob(user, vectors))
+            info = store.put(self.blob(user, vectors, labels))
             version = service.create_version(
                 session, adapter, blob_sha256=info.sha256, size_bytes=info.size
             )
@@ -194,6 +198,29 @@ def test_feed_events_apply_publishes_only_to_loaded_users_and_drop(app, registry
     runtime.drop_user("alice")
     with pytest.raises(KeyError):
         runtime.forward(batch, ["alice", "alice"])
+
+
+def test_rows_without_a_user_get_the_base_model_and_labels_come_along(app, registry):
+    from registry.client.runtime import ServingRuntime
+
+    reg = Registry(app, registry)
+    reg.add_version("alice", random_vectors(1), labels=["no", "yes"])
+    reg.add_version("bob", random_vectors(2))
+    runtime = ServingRuntime.for_manifest(registry, fresh_model(), registry.resolve("alice"))
+    assert runtime.load_user("alice").labels == ["no", "yes"]
+    assert runtime.load_user("bob").labels is None
+    batch = tokens(TEXTS)
+    logits = runtime.forward(batch, [None, "alice", None, "bob"]).logits
+    with torch.no_grad():
+        base = fresh_model()(**batch).logits  # no VeRA at all, the base model's own head
+    for row in (0, 2):
+        torch.testing.assert_close(logits[row], base[row], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        logits[1], reference_logits(random_vectors(1), batch)[1], atol=1e-5, rtol=1e-5
+    )
+    assert not torch.allclose(logits[1], base[1], atol=1e-3)
+    with pytest.raises(ValueError, match="reserved"):
+        runtime.put_vectors("\x00base", random_vectors(3))
 
 
 def test_refuses_other_projection_and_other_base(app, registry):
