@@ -1,4 +1,4 @@
-"""The `vera-registry` command."""
+"""Server-side commands: they read Settings and talk to the database and broker directly."""
 
 from __future__ import annotations
 
@@ -6,14 +6,8 @@ import json
 
 import click
 
-from registry import __version__
+from registry.cli.app import main
 from registry.config import get_settings
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="vera-registry")
-def main() -> None:
-    """VeRA Registry: train, version and publish per-user VeRA adapters."""
 
 
 @main.command()
@@ -66,6 +60,23 @@ def tenants_create(name: str, scopes: str, as_json: bool) -> None:
         click.echo(json.dumps(out))
     else:
         click.echo(f"tenant {name} ({out['tenant_id']})\nAPI key (shown once): {plaintext}")
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def tenants_list(as_json: bool) -> None:
+    """Every tenant."""
+    from registry.cli import output
+    from registry.tenants import service
+
+    with _session() as session:
+        rows = [
+            {"id": t.id, "name": t.name, "created_at": t.created_at.isoformat()}
+            for t in service.list_tenants(session)
+        ]
+    output.show(
+        as_json, rows, [("id", "id"), ("name", "name"), ("created_at", "created", output.when)]
+    )
 
 
 @tenants.command("add-key")
@@ -136,7 +147,3 @@ def sweep() -> None:
     from workers.tasks import sweep_task
 
     click.echo(json.dumps(sweep_task()))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,11 @@
+"""The `vera-registry` command line.
+
+`app` holds the group, `admin` the commands that run the server side (migrate, serve,
+worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `jobs` and
+`adapters` the commands that speak to a registry's API, `demo` the guided tour.
+"""
+
+from registry.cli import adapters, admin, demo, jobs, local, remote  # noqa: F401  (commands)
+from registry.cli.app import main
+
+__all__ = ["main"]
