@@ -1,0 +1,1 @@
+"""`vera-registry demo`: three users personalize one MiniLM, end to end (docs/demo.md)."""
