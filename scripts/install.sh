@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "torch==2.13.0"
+# TORCH overrides the requirement, e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
+.venv/bin/python -m pip install -q ${TORCH:-"torch==2.13.0"}
 .venv/bin/python -m pip install -q -e ".[train,dev]"
