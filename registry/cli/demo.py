@@ -74,7 +74,8 @@ def demo(url: str | None, api_key: str | None, home: Path | None, report: Path |
             )
         client.cache_dir = workdir / "cache"
         measured = run(client, out, workdir)
-        out.print(f"\n[bold]Done in {measured['seconds']:.0f} s.[/bold] Files: {workdir}")
+        kept = f" Files: {workdir}" if home else " (--home DIR keeps its registry and files)"
+        out.print(f"\n[bold]Done in {measured['seconds']:.0f} s.[/bold]{kept}")
         if report:
             report.write_text(json.dumps(measured, indent=2, default=str))
     finally:

@@ -145,6 +145,7 @@ def test_up_trains_with_the_cli_and_ctrl_c_stops_everything(up, tmp_path):
         "--watch",
     )
     assert "succeeded: adapter" in result.output and "v1 (live)" in result.output
+    assert "6/6" in result.output and "loss 0." in result.output  # the bar's last frame
     peft = tmp_path / "peft"
     up.cli("adapters", "download", "--user", "alice", "--peft", str(peft))
     assert (peft / "adapter_model.safetensors").stat().st_size > 0
