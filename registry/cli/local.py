@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import click
+from pydantic import SecretStr
 
 from registry.cli.app import main
 from registry.cli.remote import credentials_path, saved_credentials
@@ -49,6 +50,8 @@ def worker_environment(settings: Settings, overrides: dict[str, str] | None = No
     """The environment of a child that must see exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # str() would hand the child '**********'
         if value is not None:
             env[f"VERA_{name.upper()}"] = str(value)
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -3,7 +3,6 @@ processes, and the API in process."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from registry.cli.local import worker_environment
 from registry.config import Settings
 from registry.db import session_scope
 from registry.main import create_app
@@ -80,14 +80,7 @@ def redis_server(tmp_path):
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment of a worker process that sees exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
-    env.update(
-        {
-            f"VERA_{k.upper()}": str(v)
-            for k, v in settings.model_dump().items()
-            if v is not None and k not in ("s3_secret_access_key",)
-        }
-    )
+    env = worker_environment(settings)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", PYTHONPATH=str(REPO))
     return env
 
