@@ -43,14 +43,16 @@ class Remote:
     def connect(cls, url: str | None, api_key: str | None, as_json: bool) -> Remote:
         settings = get_settings()
         saved = saved_credentials(settings)
-        url = url or saved.get("url") or f"http://{settings.api_host}:{settings.api_port}"
-        api_key = api_key or saved.get("api_key")
+        default = f"http://{settings.api_host}:{settings.api_port}"
+        url = (url or saved.get("url") or default).rstrip("/")
+        if not api_key and url == saved.get("url"):
+            api_key = saved.get("api_key")  # never sent to any other server
         if not api_key:
             raise click.UsageError(
                 "no API key: pass --api-key or set VERA_API_KEY (`vera-registry up` prints "
                 "one; `vera-registry tenants create NAME` makes one)"
             )
-        return cls(RegistryClient(url.rstrip("/"), api_key, retries=2), url, as_json)
+        return cls(RegistryClient(url, api_key, retries=2), url, as_json)
 
     def show(self, data: Any, columns=None, title: str | None = None) -> None:
         output.show(self.as_json, data, columns, title)

@@ -1,7 +1,12 @@
 """The environment `up` gives its worker child."""
 
+import json
+
+from click.testing import CliRunner
+
+from registry.cli import main
 from registry.cli.local import worker_environment
-from registry.config import Settings
+from registry.config import Settings, get_settings
 
 
 def test_the_worker_child_sees_exactly_these_settings_with_real_secrets(monkeypatch, tmp_path):
@@ -18,3 +23,20 @@ def test_the_worker_child_sees_exactly_these_settings_with_real_secrets(monkeypa
         _env_file=None, **{k[5:].lower(): v for k, v in env.items() if k.startswith("VERA_")}
     )
     assert child.database_url == settings.database_url and child.api_port == 9000
+
+
+def test_the_key_up_saved_goes_only_to_the_url_it_was_saved_for(tmp_path):
+    (tmp_path / "credentials.json").write_text(
+        json.dumps({"url": "http://127.0.0.1:9", "api_key": "vera_abc_def"})
+    )
+    env = {"VERA_HOME": str(tmp_path), "VERA_URL": None, "VERA_API_KEY": None}
+
+    def run(*args: str):
+        get_settings.cache_clear()
+        return CliRunner().invoke(main, ["jobs", "list", *args], env=env)
+
+    elsewhere = run("--url", "http://127.0.0.1:10")
+    assert elsewhere.exit_code == 2 and "no API key" in elsewhere.output
+    saved = run()  # the saved URL, with the saved key: nobody listens there
+    assert saved.exit_code == 1 and "cannot reach http://127.0.0.1:9" in saved.output
+    get_settings.cache_clear()
