@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
 from registry.cli import output
@@ -21,6 +22,7 @@ from registry.cli.remote import (
     upload,
 )
 from registry.client.api import RegistryClient
+from registry.jobs.schemas import Hyperparameters
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_COLUMNS = [
@@ -79,6 +81,7 @@ def _projection(remote: Remote, base_model_id: str, ref: str | None, rank: int |
 
 
 def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
+    """The chosen hyperparameters, checked against the server's own ranges."""
     chosen = {k: v for k, v in values.items() if v is not None}
     for item in extra:
         key, sep, raw = item.partition("=")
@@ -88,6 +91,11 @@ def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str
             chosen[key.strip()] = json.loads(raw)
         except ValueError:
             chosen[key.strip()] = raw
+    try:
+        Hyperparameters.model_validate(chosen)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(f"bad hyperparameters: {problems}") from None
     return chosen
 
 
@@ -115,21 +123,23 @@ def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str
 @remote_command
 def jobs_submit(remote: Remote, **options: Any) -> None:
     """Train a new adapter version for one user; with --watch, wait for it."""
+    # Everything that can be wrong locally is checked before a dataset is uploaded.
+    base = find_base_model(remote, options["base_model"])
+    projection = _projection(remote, base["id"], options["projection"], options["rank"])
+    targets = split_list(options["targets"]) or default_targets(base["layers"])
+    names = ("max_steps", "epochs", "learning_rate", "batch_size", "max_seq_len", "seed")
+    hyper = _hyperparameters({n: options[n] for n in (*names, "eval_fraction")}, options["extra"])
     dataset = options["dataset"]
     if Path(dataset).is_file():
         dataset = upload(remote, Path(dataset), options["user"], None)["id"]
-    base = find_base_model(remote, options["base_model"])
-    projection = _projection(remote, base["id"], options["projection"], options["rank"])
-    names = ("max_steps", "epochs", "learning_rate", "batch_size", "max_seq_len", "seed")
-    hyper = {name: options[name] for name in (*names, "eval_fraction")}
     body = {
         "user_id": options["user"],
         "adapter_name": options["adapter_name"],
         "dataset_id": dataset,
         "base_model_id": base["id"],
         "projection_id": projection["id"],
-        "target_modules": split_list(options["targets"]) or default_targets(base["layers"]),
-        "hyperparameters": _hyperparameters(hyper, options["extra"]),
+        "target_modules": targets,
+        "hyperparameters": hyper,
         "warm_start": options["warm_start"],
         "publish": not options["no_publish"],
         "queue": options["queue"],

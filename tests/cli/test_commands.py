@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,11 +88,15 @@ def test_jobs_submit_defaults_list_show_events_cancel(cli, base, dispatcher, tmp
     assert cli.json("jobs", "list", "--state", "cancelled")[0]["id"] == job["id"]
 
 
-def test_jobs_submit_errors_say_what_to_fix(cli, base, tmp_path):
+def test_jobs_submit_errors_say_what_to_fix_and_store_nothing(cli, base, settings, tmp_path):
     data = write_dataset(tmp_path)
     result = cli("jobs", "submit", "--user", "a", "--dataset", data, "--lr", "5", ok=False)
-    assert result.exit_code == 1
-    assert "learning_rate" in result.output and "422" in result.output
+    assert result.exit_code == 2
+    assert "learning_rate: Input should be less than or equal to 1" in result.output
+    result = cli(
+        "jobs", "submit", "--user", "a", "--dataset", data, "--set", "optimizer=sgd", ok=False
+    )
+    assert result.exit_code == 2 and "optimizer: Extra inputs are not permitted" in result.output
     result = cli(
         "jobs", "submit", "--user", "a", "--dataset", data, "--base-model", "nope", ok=False
     )
@@ -99,6 +104,8 @@ def test_jobs_submit_errors_say_what_to_fix(cli, base, tmp_path):
     result = cli("jobs", "submit", "--user", "a", "--dataset", data, "--r", "99", ok=False)
     assert result.exit_code == 2 and "r=16" in result.output
     assert cli.json("jobs", "list") == []  # nothing was submitted
+    blobs = settings.storage_url.removeprefix("file://")
+    assert not [p for p in Path(blobs).rglob("*") if p.is_file()]  # nor any dataset uploaded
 
 
 def test_watch_returns_the_outcome_of_a_finished_job(cli, base, tmp_path):
