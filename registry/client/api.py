@@ -20,7 +20,6 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,9 @@ import httpx
 
 # The server's own response schema (pydantic, torch-free); unknown fields a newer server
 # adds are ignored.
-from registry.adapters.schemas import BaseModelRef, Manifest, ProjectionRef
+from pydantic import ConfigDict
+
+from registry.adapters.schemas import AliasEventOut, BaseModelRef, Manifest, ProjectionRef
 
 __all__ = [
     "BaseModelRef",
@@ -69,27 +70,11 @@ class IntegrityError(ClientError):
         self.expected, self.actual = expected, actual
 
 
-@dataclass(frozen=True)
-class FeedEvent:
-    """One alias move from /v1/feed (kind: "set" for a publish, or "rollback")."""
+class FeedEvent(AliasEventOut):
+    """One alias move from /v1/feed (kind: "set" for a publish, or "rollback"): the
+    server's own schema, read-only here."""
 
-    seq: int
-    adapter_id: str
-    user_id: str
-    adapter_name: str
-    alias: str
-    kind: str
-    from_version: int | None
-    to_version: int
-    generation: int
-    created_at: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FeedEvent:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        extra = {k: v for k, v in data.items() if k not in cls.__dataclass_fields__}
-        return cls(**known, extra=extra)
+    model_config = ConfigDict(frozen=True)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -236,7 +221,7 @@ class RegistryClient:
     ) -> tuple[list[FeedEvent], int]:
         params = {"after": after, "wait": wait, "limit": limit}
         body = self._json("GET", "/v1/feed", params=params, timeout=self.timeout + wait)
-        return [FeedEvent.from_json(e) for e in body["events"]], body["last_seq"]
+        return [FeedEvent.model_validate(e) for e in body["events"]], body["last_seq"]
 
     def follow_feed(
         self,

@@ -285,7 +285,7 @@ class ServingRuntime:
         """Re-resolve a loaded user whose alias moved (publish or rollback) and replace its
         vectors; other users' events are ignored (they load on demand). True if applied."""
         if not isinstance(event, FeedEvent):
-            event = FeedEvent.from_json(dict(event))
+            event = FeedEvent.model_validate(dict(event))
         self.feed_seq = max(self.feed_seq, event.seq)
         if event.adapter_name != self.adapter or event.alias != self.alias:
             return False
