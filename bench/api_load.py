@@ -14,7 +14,6 @@ import asyncio
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from registry.adapters import service as adapters  # noqa: E402
+from registry.cli.local import free_port  # noqa: E402
 from registry.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
 from registry.migrate import upgrade  # noqa: E402
 from registry.storage import LocalBlobStore  # noqa: E402
@@ -135,12 +135,6 @@ def load_wrk(base: str, key: str, paths: list[str], concurrency: int, duration: 
         "requests": requests,
         "errors": int(fields[5]),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:

@@ -14,14 +14,6 @@ from registry.cli import output
 from registry.cli.app import main
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @main.command()
 @click.option(
     "--url",
@@ -86,7 +78,7 @@ def demo(url: str | None, api_key: str | None, home: Path | None, report: Path |
 
 
 def _start_stack(workdir: Path):
-    from registry.cli.local import LocalStack
+    from registry.cli.local import LocalStack, free_port
     from registry.config import Settings
 
     settings = Settings(
@@ -96,7 +88,7 @@ def _start_stack(workdir: Path):
         storage_url=f"file://{workdir / 'blobs'}",
         broker_url=f"sqla+sqlite:///{workdir / 'broker.db'}",
     )
-    stack = LocalStack(settings, "127.0.0.1", _free_port())
+    stack = LocalStack(settings, "127.0.0.1", free_port())
     stack.prepare()
     stack.start_worker(VERA_HEARTBEAT_INTERVAL_S="0.5")
     stack.start_in_thread()

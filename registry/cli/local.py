@@ -46,6 +46,13 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def worker_environment(settings: Settings, overrides: dict[str, str] | None = None) -> dict:
     """The environment of a child that must see exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
@@ -74,6 +81,7 @@ class LocalStack:
 
     def prepare(self) -> None:
         """Schema at head, an admin key (kept for the CLI), lost jobs sent again."""
+        from registry.db import make_engine, make_sessionmaker
         from registry.migrate import upgrade
 
         if not port_is_free(self.host, self.port):
@@ -82,54 +90,50 @@ class LocalStack:
             )
         self.settings.home.mkdir(parents=True, exist_ok=True)
         upgrade(self.settings.database_url)
-        self.api_key = self._admin_key()
-        self.resumed = self._send_unfinished()
+        engine = make_engine(self.settings.database_url)
+        try:
+            factory = make_sessionmaker(engine)
+            self.api_key = self._admin_key(factory)
+            self.resumed = self._send_unfinished(factory)
+        finally:
+            engine.dispose()
         path = credentials_path(self.settings)
         path.touch(mode=0o600, exist_ok=True)
         path.write_text(json.dumps({"url": self.url, "api_key": self.api_key}) + "\n")
 
-    def _admin_key(self) -> str:
-        from registry.db import make_engine, make_sessionmaker, session_scope
+    def _admin_key(self, factory) -> str:
+        from registry.db import session_scope
         from registry.errors import RegistryError
         from registry.tenants import service
 
-        engine = make_engine(self.settings.database_url)
-        try:
-            with session_scope(make_sessionmaker(engine)) as session:
-                saved = saved_credentials(self.settings).get("api_key")
-                if saved:
-                    try:
-                        if "admin" in service.authenticate(session, saved).scopes:
-                            return saved
-                    except RegistryError:
-                        pass  # revoked, or another database: make a new one
+        with session_scope(factory) as session:
+            saved = saved_credentials(self.settings).get("api_key")
+            if saved:
                 try:
-                    tenant = service.get_tenant_by_name(session, "local")
+                    if "admin" in service.authenticate(session, saved).scopes:
+                        return saved
                 except RegistryError:
-                    tenant = service.create_tenant(session, "local")
-                _, key = service.create_api_key(session, tenant.id, ["admin"], "vera-registry up")
-                return key
-        finally:
-            engine.dispose()
+                    pass  # revoked, or another database: make a new one
+            try:
+                tenant = service.get_tenant_by_name(session, "local")
+            except RegistryError:
+                tenant = service.create_tenant(session, "local")
+            _, key = service.create_api_key(session, tenant.id, ["admin"], "vera-registry up")
+            return key
 
-    def _send_unfinished(self) -> list[str]:
+    def _send_unfinished(self, factory) -> list[str]:
         """Jobs the last run left queued (handed back at Ctrl-C) go to the broker now,
         not at the sweeper's first round."""
-        from registry.db import make_engine, make_sessionmaker
         from workers.dispatch import CeleryDispatcher
         from workers.sweeper import sweep
 
-        engine = make_engine(self.settings.database_url)
-        try:
-            factory = make_sessionmaker(engine)
-            report = sweep(factory, CeleryDispatcher(self.settings), self.settings)
-            return report.resent + report.requeued
-        finally:
-            engine.dispose()
+        report = sweep(factory, CeleryDispatcher(self.settings), self.settings)
+        return report.resent + report.requeued
 
     def start_worker(self, **env_overrides: str) -> None:
-        overrides = {"VERA_HEARTBEAT_INTERVAL_S": "1.0"}  # a lively progress bar
-        overrides = {k: v for k, v in overrides.items() if k not in os.environ}
+        overrides = {}
+        if "heartbeat_interval_s" not in self.settings.model_fields_set:
+            overrides["VERA_HEARTBEAT_INTERVAL_S"] = "1.0"  # a lively progress bar
         env = worker_environment(self.settings, {**overrides, **env_overrides})
         schedule = self.settings.home / "celerybeat-schedule"
         argv = [sys.executable, "-m", "registry.cli", "worker", "--beat", "--pool", "solo"]

@@ -40,6 +40,10 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def _formatted(column: Column, value: Any) -> str:
+    return column[2](value) if len(column) > 2 else cell(value)
+
+
 def table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None) -> None:
     """A table of `rows` with (key, header[, format]) columns; '(none)' when empty."""
     out = console()
@@ -50,7 +54,7 @@ def table(rows: Sequence[dict], columns: Sequence[Column], title: str | None = N
     for column in columns:
         grid.add_column(column[1], overflow="fold")
     for row in rows:
-        grid.add_row(*((c[2] if len(c) > 2 else cell)(row.get(c[0])) for c in columns))
+        grid.add_row(*(_formatted(column, row.get(column[0])) for column in columns))
     out.print(grid)
 
 
@@ -61,7 +65,7 @@ def record(data: dict, fields: Sequence[Column] | None = None, title: str | None
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for column in fields:
-        grid.add_row(column[1], (column[2] if len(column) > 2 else cell)(data.get(column[0])))
+        grid.add_row(column[1], _formatted(column, data.get(column[0])))
     console().print(grid)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from registry.cli.local import worker_environment
+from registry.cli.local import free_port, worker_environment
 from registry.config import Settings
 from registry.db import session_scope
 from registry.main import create_app
@@ -21,12 +21,6 @@ from registry.migrate import upgrade
 from tests import factories
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:
