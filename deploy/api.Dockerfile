@@ -3,10 +3,9 @@
 #
 #   docker build -f deploy/api.Dockerfile -t vera-registry-api:0.1.0 .
 #
-# The project is installed editable (`pip install -e /app`) from a source copy in /app:
-# registry/migrate.py finds alembic.ini and migrations/ next to the `registry` package's
-# parent directory, which is then /app. Only the base dependencies are installed — never
-# the `train` extra — so the image carries no torch/transformers.
+# The project is installed editable (`pip install -e /app`) from a source copy in /app;
+# the migrations ship inside the package (registry/migrations). Only the base dependencies
+# are installed — never the `train` extra — so the image carries no torch/transformers.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -15,8 +14,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
-COPY migrations ./migrations
+COPY pyproject.toml README.md ./
 COPY registry ./registry
 COPY workers ./workers
 RUN pip install -e /app

@@ -19,8 +19,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
-COPY migrations ./migrations
+COPY pyproject.toml README.md ./
 COPY registry ./registry
 COPY workers ./workers
 # torch is already satisfied from the CUDA index; this adds transformers, safetensors, numpy.

@@ -1,4 +1,8 @@
-"""Schema migrations (Alembic) callable from code, the CLI and tests."""
+"""Schema migrations (Alembic) callable from code, the CLI and tests.
+
+The migration scripts ship inside the package (`registry/migrations`), so a regular
+`pip install` can migrate as well as a source checkout.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,12 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
-    ini = REPO_ROOT / "alembic.ini"
-    if not ini.exists():
-        raise FileNotFoundError(
-            f"{ini} not found: run migrations from a source checkout or an image that ships "
-            "alembic.ini and migrations/"
-        )
-    config = Config(str(ini))
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.attributes["url"] = url
     return config
 
