@@ -46,7 +46,6 @@ def test_parallel_max_size_uploads_stay_in_bounded_memory(live):
     assert status == 201, response
     bodies = [_dataset(MAX_BYTES - 1024, seed) for seed in range(1, PARALLEL + 1)]
     before = live.peak_rss_bytes()
-    started = time.monotonic()
     with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda body: _upload(live, body), bodies))
     growth = live.peak_rss_bytes() - before
@@ -55,7 +54,6 @@ def test_parallel_max_size_uploads_stay_in_bounded_memory(live):
     assert growth < ALLOWED_GROWTH, f"peak RSS grew by {growth / 2**20:.0f} MiB"
     stored = live.stored()
     assert len(stored["datasets"]) == PARALLEL + 1 and stored["spool"] == []
-    assert time.monotonic() - started < 60
 
 
 @pytest.mark.parametrize("live", [{"upload_idle_timeout_s": "1"}], indirect=True)
