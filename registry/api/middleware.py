@@ -132,7 +132,10 @@ class BodyLimitMiddleware:
     async def _receive_in_time(self, receive: Receive, deadline: float) -> Message:
         left = deadline - time.monotonic()
         try:
-            return await asyncio.wait_for(receive(), max(0.0, min(self.idle_timeout_s, left)))
+            # asyncio.timeout, not wait_for: no second task, so a read inside a cancelled
+            # scope (Starlette's is_disconnected) behaves exactly as a bare receive() would.
+            async with asyncio.timeout(max(0.0, min(self.idle_timeout_s, left))):
+                return await receive()
         except TimeoutError:
             if left <= self.idle_timeout_s:
                 raise BodyTimeout(

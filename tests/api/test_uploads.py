@@ -109,3 +109,16 @@ def test_a_client_abort_is_no_server_error_and_stores_nothing(live):
     assert live.metric("vera_http_requests_total", route="/v1/datasets", status="499") == 1
     assert live.metric("vera_http_requests_total", status="500") == 0
     assert live.stored() == {"blobs": [], "spool": [], "datasets": []}
+
+
+@pytest.mark.parametrize("live", [{"upload_idle_timeout_s": "1"}], indirect=True)
+def test_the_timeouts_end_with_the_body_a_long_poll_runs_its_course(live):
+    with live.connect() as sock:
+        sock.sendall(
+            b"GET /v1/feed?after=0&wait=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + f"Authorization: Bearer {live.api_key}\r\nConnection: close\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        response = read_response(sock)
+    assert response.startswith(b"HTTP/1.1 200"), response
+    assert time.monotonic() - started > 2.5
