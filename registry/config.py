@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, description="How often a running job heartbeats.")
     heartbeat_stale_s: float = Field(60.0, description="Heartbeat age after which a job is lost.")
     blob_gc_grace_s: int = Field(24 * 3600, description="Age before an unreferenced blob goes.")
+    max_dataset_line_bytes: int = Field(
+        1 * MiB, description="Longest line of a dataset, bytes (bounds an upload's memory)."
+    )
+    upload_timeout_s: float = Field(
+        900.0, description="Longest time to receive one request body (an upload); then 408."
+    )
+    upload_idle_timeout_s: float = Field(
+        30.0, description="Longest wait for the next bytes of a request body; then 408."
+    )
 
     @field_validator(
         "s3_endpoint_url",

@@ -59,7 +59,12 @@ def create_app(
     def limit_for(path: str) -> int:
         return dataset_limit if path.startswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
 
-    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=limit_for,
+        timeout_s=settings.upload_timeout_s,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware)
     for router in (
         health_router,

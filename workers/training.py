@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,10 +17,13 @@ from registry.base_models.models import BaseModel, Projection
 from registry.config import Settings
 from registry.db import session_scope
 from registry.jobs import lease
+from registry.jobs.errors import UserInputError
 from registry.jobs.models import Dataset, Job
 from workers.model_cache import BaseModelMismatch, ModelCache
 
 log = logging.getLogger(__name__)
+SUMMARY_CHARS = 300
+TRACEBACK_CHARS = 4096
 
 
 class RetryLater(Exception):
@@ -212,10 +216,9 @@ def _record_failure(ctx: WorkerContext, claim: lease.Claim, exc: Exception) -> s
                 lease.finish_cancelled(session, claim)
                 return "cancelled"
             if isinstance(exc, UserInputError):
-                lease.finish_failure(
-                    session, claim, code="invalid_input", kind="user", message=str(exc)
-                )
+                lease.finish_failure(session, claim, code=exc.code, kind="user", message=str(exc))
                 return "failed:user"
+            lease.record_event(session, claim, "log", _system_error_event(exc, claim.attempt))
             if isinstance(exc, ProjectionMismatch | BaseModelMismatch):
                 lease.finish_failure(
                     session, claim, code=type(exc).__name__, kind="system", message=str(exc)
@@ -225,21 +228,28 @@ def _record_failure(ctx: WorkerContext, claim: lease.Claim, exc: Exception) -> s
             job = session.get(Job, claim.job_id)
             if claim.attempt >= job.max_attempts:
                 lease.finish_failure(
-                    session,
-                    claim,
-                    code="infrastructure",
-                    kind="system",
-                    message=f"{type(exc).__name__}: {exc}",
+                    session, claim, code="infrastructure", kind="system", message=_summary(exc)
                 )
                 return "failed:system"
-            lease.release(session, claim, f"{type(exc).__name__}: {exc}")
+            lease.release(session, claim, _summary(exc))
     except lease.LeaseLost:
         return "lease_lost"
     raise RetryLater(str(exc)) from exc
 
 
-class UserInputError(Exception):
-    """The job's own input (dataset, labels) cannot be trained on: not retried."""
+def _summary(exc: BaseException) -> str:
+    """What a user sees of a system error: its type and first line, never a traceback."""
+    first_line = next(iter(str(exc).splitlines()), "")
+    return f"{type(exc).__name__}: {first_line}"[:SUMMARY_CHARS]
+
+
+def _system_error_event(exc: BaseException, attempt: int) -> dict:
+    """For whoever debugs the job: the end of the traceback, where the cause is."""
+    trace = "".join(traceback.format_exception(exc))
+    return {
+        "message": f"attempt {attempt} failed with a system error: {_summary(exc)}",
+        "traceback": trace[-TRACEBACK_CHARS:],
+    }
 
 
 def _examples(ctx: WorkerContext, spec: JobSpec) -> list[dict]:
@@ -288,20 +298,19 @@ def _train(ctx: WorkerContext, spec: JobSpec, beat: Heartbeat) -> tuple[bytes, d
         else None
     )
     started = time.monotonic()
-    try:
-        result = train(
-            model,
-            _examples(ctx, spec),
-            config,
-            args,
-            tokenizer=tokenizer,
-            warm_start=warm,
-            expected_fingerprint=spec.projection.fingerprint,
-            progress=beat.on_progress,
-            should_cancel=beat.should_stop,
-        )
-    except (ValueError, KeyError) as exc:
-        raise UserInputError(f"the dataset cannot be trained on: {exc}") from exc
+    # No blanket except here: input found wrong raises UserInputError where it is found;
+    # any other exception, a ValueError from a bug included, is a system error.
+    result = train(
+        model,
+        _examples(ctx, spec),
+        config,
+        args,
+        tokenizer=tokenizer,
+        warm_start=warm,
+        expected_fingerprint=spec.projection.fingerprint,
+        progress=beat.on_progress,
+        should_cancel=beat.should_stop,
+    )
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float | str)}
     metrics["wall_seconds"] = round(time.monotonic() - started, 3)
     identity = {

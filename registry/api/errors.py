@@ -7,8 +7,9 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from registry.errors import RegistryError
 
@@ -31,6 +32,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict]:
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+CLIENT_CLOSED_REQUEST = 499
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -54,7 +56,15 @@ def install_error_handlers(app: FastAPI) -> None:
             phrase = "error"
         code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "_")
         message = exc.detail if isinstance(exc.detail, str) else phrase
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        details = getattr(exc, "details", None)  # the body limits' (registry.api.middleware)
+        return error_response(exc.status_code, code, message, details, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # Nobody reads this answer. 499 (nginx's "client closed request") keeps client
+        # aborts apart from server errors in the metrics.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

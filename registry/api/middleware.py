@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -21,28 +22,43 @@ LATENCY = Histogram(
 )
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from `receive` when a streamed body passes its limit (FastAPI re-raises these)."""
+class BodyError(HTTPException):
+    """Raised from `receive` while a body is read (FastAPI re-raises these). The connection
+    is closed after the answer: the rest of the body is never read."""
+
+    code = "bad_request"
+
+    def __init__(self, status: int, message: str, details: dict) -> None:
+        super().__init__(status, message, headers={"Connection": "close"})
+        self.details = details
+
+
+class BodyTooLarge(BodyError):
+    code = "too_large"
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
+        message = f"request body exceeds the limit of {limit} bytes"
+        super().__init__(413, message, {"limit_bytes": limit})
         self.limit = limit
 
 
-async def _send_413(send: Send, limit: int) -> None:
+class BodyTimeout(BodyError):
+    """A client that sends its body too slowly must not hold a connection for ever."""
+
+    code = "request_timeout"
+
+    def __init__(self, message: str, timeout_s: float) -> None:
+        super().__init__(408, message, {"timeout_s": timeout_s})
+
+
+async def _send_error(send: Send, error: BodyError) -> None:
     body = json.dumps(
-        {
-            "error": {
-                "code": "too_large",
-                "message": f"request body exceeds the limit of {limit} bytes",
-                "details": {"limit_bytes": limit},
-            }
-        }
+        {"error": {"code": error.code, "message": error.detail, "details": error.details}}
     ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": error.status_code,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -54,15 +70,26 @@ async def _send_413(send: Send, limit: int) -> None:
 
 
 class BodyLimitMiddleware:
-    """Rejects bodies over `limit_for(path)` bytes: by Content-Length up front, else while read.
+    """Bounds every request body: over `limit_for(path)` bytes is a 413 (by Content-Length up
+    front, else while read); slower than `timeout_s` in all, or silent for `idle_timeout_s`
+    between two reads, is a 408.
 
     Starlette reads request bodies without bound; this stops an oversized upload before
-    the route sees it, so nothing is stored.
+    the route sees it, so nothing is stored. The timeouts end once the body is complete
+    (a long-poll or event stream then waits on `receive` for a disconnect, legitimately).
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str], int],
+        timeout_s: float,
+        idle_timeout_s: float,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.timeout_s = timeout_s
+        self.idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,18 +98,23 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_413(send, limit)
+            await _send_error(send, BodyTooLarge(limit))
             return
         received = 0
         started = False
+        body_done = False
+        deadline = time.monotonic() + self.timeout_s
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:
+                return await receive()
+            message = await self._receive_in_time(receive, deadline)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise BodyTooLarge(limit)
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -93,9 +125,27 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyError as error:
             if not started:
-                await _send_413(send, limit)
+                await _send_error(send, error)
+
+    async def _receive_in_time(self, receive: Receive, deadline: float) -> Message:
+        left = deadline - time.monotonic()
+        try:
+            # asyncio.timeout, not wait_for: no second task, so a read inside a cancelled
+            # scope (Starlette's is_disconnected) behaves exactly as a bare receive() would.
+            async with asyncio.timeout(max(0.0, min(self.idle_timeout_s, left))):
+                return await receive()
+        except TimeoutError:
+            if left <= self.idle_timeout_s:
+                raise BodyTimeout(
+                    f"the request body took longer than {self.timeout_s:g} s to arrive",
+                    self.timeout_s,
+                ) from None
+            raise BodyTimeout(
+                f"no bytes of the request body arrived for {self.idle_timeout_s:g} s",
+                self.idle_timeout_s,
+            ) from None
 
 
 def _content_length(scope: Scope) -> int | None:

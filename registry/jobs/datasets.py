@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import count
+from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -13,6 +18,7 @@ from registry.errors import Invalid, TooLarge
 from registry.jobs.models import TASKS, Dataset
 
 MAX_REPORTED_ERRORS = 20
+MAX_LINE_BYTES = Settings.model_fields["max_dataset_line_bytes"].default
 
 
 @dataclass
@@ -41,20 +47,47 @@ def _row_error(row: object, task: str) -> str | None:
     return None
 
 
-def validate_jsonl(data: bytes, task: str, max_rows: int) -> DatasetStats:
-    """Check every line; raise Invalid listing bad lines (1-based) or TooLarge over max_rows."""
+def numbered_lines(handle: BinaryIO, max_line_bytes: int) -> Iterator[tuple[int, str]]:
+    """(1-based number, text) of each line, read one at a time so that memory stays bounded
+    by `max_line_bytes`. Lines end at b"\\n" only: U+2028 or U+0085 in a string is no break."""
+    offset = 0
+    for number in count(1):
+        raw = handle.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        content = raw.removesuffix(b"\n")
+        if len(content) > max_line_bytes:
+            raise Invalid(
+                f"line {number} is longer than {max_line_bytes} bytes; split long texts into "
+                "several rows",
+                code="invalid_dataset",
+                details=[{"line": number, "message": f"longer than {max_line_bytes} bytes"}],
+            )
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid(
+                f"dataset is not UTF-8 (byte {offset + exc.start}, line {number})",
+                code="invalid_dataset",
+            ) from exc
+        offset += len(raw)
+        yield number, text
+
+
+def validate_jsonl(
+    data: bytes | BinaryIO, task: str, max_rows: int, max_line_bytes: int = MAX_LINE_BYTES
+) -> DatasetStats:
+    """Check every line of the bytes or binary file; raise Invalid listing bad lines (1-based),
+    TooLarge over max_rows."""
     if task not in TASKS:
         raise Invalid(
             f"task must be one of {list(TASKS)}, got {task!r}",
             details=[{"field": "task", "message": "unknown task"}],
         )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise Invalid(f"dataset is not UTF-8 (byte {exc.start})", code="invalid_dataset") from exc
+    handle = io.BytesIO(data) if isinstance(data, bytes) else data
     stats = DatasetStats(rows=0, labels=[] if task == "sequence-classification" else None)
     seen_labels: set = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in numbered_lines(handle, max_line_bytes):
         if not line.strip():
             continue
         stats.rows += 1
@@ -96,23 +129,28 @@ def create_dataset(
     tenant_id: str,
     user_id: str,
     task: str,
-    data: bytes,
+    data: bytes | Path,
     settings: Settings,
 ) -> Dataset:
-    """Validate, then store the bytes as a blob and record them; invalid input stores nothing."""
+    """Validate, then store as a blob and record; invalid input stores nothing. `data` is the
+    bytes or a file holding them (an upload spooled to disk: never all in memory)."""
     if not user_id:
         raise Invalid("user_id is required", details=[{"field": "user_id"}])
-    if len(data) > settings.max_dataset_bytes:
+    size = len(data) if isinstance(data, bytes) else data.stat().st_size
+    if size > settings.max_dataset_bytes:
         raise TooLarge(f"dataset exceeds {settings.max_dataset_bytes} bytes")
-    stats = validate_jsonl(data, task, settings.max_dataset_rows)
-    blob = store.put(data)
+    with io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb") as handle:
+        stats = validate_jsonl(
+            handle, task, settings.max_dataset_rows, settings.max_dataset_line_bytes
+        )
+    blob = store.put(data) if isinstance(data, bytes) else store.put_file(data)
     dataset = Dataset(
         tenant_id=tenant_id,
         user_id=user_id,
         task=task,
         blob_sha256=blob.sha256,
         rows=stats.rows,
-        size_bytes=len(data),
+        size_bytes=blob.size,
         labels=stats.labels,
     )
     session.add(dataset)

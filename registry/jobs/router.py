@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 
 from registry.api.deps import DispatcherDep, ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from registry.api.uploads import spooled_body
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
 from registry.jobs import datasets
@@ -48,16 +49,16 @@ async def upload_dataset(
     task: Task = Query(),
 ) -> DatasetOut:
     """Upload a user's JSONL dataset (body). Every line is checked before anything is stored."""
-    data = await request.body()
+    async with spooled_body(request) as path:
 
-    def store_dataset() -> DatasetOut:
-        with session_scope(request.app.state.session_factory) as session:
-            row = datasets.create_dataset(
-                session, store, principal.tenant_id, user_id, task, data, settings
-            )
-            return DatasetOut.model_validate(row)
+        def store_dataset() -> DatasetOut:
+            with session_scope(request.app.state.session_factory) as session:
+                row = datasets.create_dataset(
+                    session, store, principal.tenant_id, user_id, task, path, settings
+                )
+                return DatasetOut.model_validate(row)
 
-    return await run_in_threadpool(store_dataset)
+        return await run_in_threadpool(store_dataset)
 
 
 @router.get("/v1/datasets/{dataset_id}", response_model=DatasetOut)

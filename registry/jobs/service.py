@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.adapters.models import Alias
@@ -105,16 +106,8 @@ def submit_job(
     """Validate everything, then record a queued job. Returns (job, created)."""
     request_sha256 = _request_sha256(request)
     if idempotency_key:
-        existing = session.scalar(
-            select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)
-        )
+        existing = _replay(session, tenant_id, idempotency_key, request_sha256)
         if existing is not None:
-            if existing.request_sha256 != request_sha256:
-                raise Conflict(
-                    "this Idempotency-Key was used for a different request",
-                    code="idempotency_key_reused",
-                    details={"job_id": existing.id},
-                )
             return existing, False
     errors = _check_request(session, tenant_id, request)
     if errors:
@@ -160,10 +153,33 @@ def submit_job(
         request_sha256=request_sha256,
         max_attempts=max_attempts,
     )
-    session.add(job)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        # A concurrent request with the same key committed its job first (PostgreSQL held
+        # this insert until then): answer exactly as a replay would.
+        existing = idempotency_key and _replay(session, tenant_id, idempotency_key, request_sha256)
+        if not existing:
+            raise
+        return existing, False
     append_job_event(session, job.id, "state", {"state": "queued"})
     return job, True
+
+
+def _replay(session: Session, tenant_id: str, key: str, request_sha256: str) -> Job | None:
+    """The job an earlier request with this Idempotency-Key made; 409 if its body differed."""
+    existing = session.scalar(
+        select(Job).where(Job.tenant_id == tenant_id, Job.idempotency_key == key)
+    )
+    if existing is not None and existing.request_sha256 != request_sha256:
+        raise Conflict(
+            "this Idempotency-Key was used for a different request; "
+            "send a new key for a new job, or the same body to get the same job back",
+            code="idempotency_key_reused",
+            details={"job_id": existing.id},
+        )
+    return existing
 
 
 def get_job(session: Session, tenant_id: str, job_id: str) -> Job:

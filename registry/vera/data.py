@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from registry.jobs.errors import UserInputError
+
 from .config import TASK_CAUSAL_LM, TASK_SEQUENCE_CLASSIFICATION
 
 IGNORE_INDEX = -100  # positions PyTorch's cross-entropy (and transformers) skip
@@ -63,7 +65,11 @@ def encode(
     encoded = [encode_one(example, tokenizer, max_length) for example in examples]
     empty = [i for i, item in enumerate(encoded) if not item.input_ids]
     if empty:
-        raise ValueError(f"examples {empty[:5]} encode to no tokens")
+        raise UserInputError(
+            f"rows {empty[:5]} (counted from 0, blank lines skipped) encode to no tokens; "
+            "give them text or remove them",
+            code="empty_rows",
+        )
     return encoded
 
 

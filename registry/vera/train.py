@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from registry.jobs.errors import UserInputError
+
 from .config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
 from .data import Encoded, collate, encode, pad_token_id
 from .inject import (
@@ -248,7 +250,12 @@ def train(
     if eval_items is None:
         items, eval_items = _split(items, args.eval_fraction, args.seed)
     if not items:
-        raise ValueError("no training examples")
+        raise UserInputError(
+            f"no rows left to train on: the dataset has {len(examples)} and eval_fraction="
+            f"{args.eval_fraction} holds {len(eval_items)} out; upload more rows or lower "
+            "hyperparameters.eval_fraction",
+            code="too_few_rows",
+        )
     pad_id = pad_token_id(tokenizer, getattr(model, "config", None))
     saved_heads = {
         path: {k: v.detach().clone() for k, v in head.state_dict().items()}
