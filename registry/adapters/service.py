@@ -264,34 +264,43 @@ def rollback_alias(
     to_version: int | None = None,
     expected_generation: int | None = None,
 ) -> Alias:
-    """Move the alias back to the version live before the current one (or to `to_version`)."""
-    alias = get_alias(session, tenant_id, adapter_id, alias_name)
-    if to_version is None:
-        stack = target_stack(alias_history(session, tenant_id, adapter_id, alias_name))
-        if len(stack) < 2:
-            raise Conflict(
-                f"alias {alias_name!r} has no earlier version to roll back to",
-                code="nothing_to_roll_back",
-            )
-        to_version = stack[-2]
+    """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
+    move it to `to_version`."""
+    get_alias(session, tenant_id, adapter_id, alias_name)
+    if to_version is not None:
+        return set_alias(
+            session,
+            tenant_id,
+            adapter_id,
+            alias_name,
+            to_version,
+            expected_generation,
+            kind="rollback",
+        )
+    history = alias_history(session, tenant_id, adapter_id, alias_name)
+    stack = target_stack(history)
+    if len(stack) < 2:
+        raise Conflict(
+            f"alias {alias_name!r} has no earlier version to roll back to",
+            code="nothing_to_roll_back",
+        )
+    generation = history[-1].generation
+    if expected_generation is not None and expected_generation != generation:
+        raise _stale(alias_name, expected_generation, generation)
+    # The target was read from the history up to `generation`: move only from there.
     return set_alias(
-        session,
-        tenant_id,
-        adapter_id,
-        alias_name,
-        to_version,
-        expected_generation if expected_generation is not None else alias.generation,
-        kind="rollback",
+        session, tenant_id, adapter_id, alias_name, stack[-2], generation, kind="rollback"
     )
 
 
 def target_stack(events: list[AliasEvent]) -> list[int]:
-    """Replay history into the stack of targets: a set pushes, a rollback pops back to its
-    target (or pushes it, for a version not on the stack)."""
+    """Replay history into the undo stack of the alias's states (the top is its target):
+    a publish pushes; a rollback to the state under the top pops (it undoes the latest
+    move); a rollback to any other version is a move and pushes."""
     stack: list[int] = []
     for event in events:
-        if event.kind == "rollback" and event.to_version in stack:
-            del stack[stack.index(event.to_version) + 1 :]
+        if event.kind == "rollback" and len(stack) >= 2 and event.to_version == stack[-2]:
+            stack.pop()
         else:
             stack.append(event.to_version)
     return stack
