@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.adapters import service
-from registry.adapters.blobs import blob_response, etag_matches
+from registry.adapters.blobs import blob_response
 from registry.adapters.peft_export import peft_zip
 from registry.adapters.schemas import (
     AdapterOut,
@@ -25,6 +25,7 @@ from registry.adapters.schemas import (
     VersionOut,
 )
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
+from registry.api.etags import alias_precondition, etag_matches
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
@@ -156,24 +157,6 @@ def download_peft(
     return Response(peft_zip(blob), media_type="application/zip", headers=headers)
 
 
-def _generation_header(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if text == "*":
-        return None
-    try:
-        generation = int(text)
-    except ValueError as exc:
-        raise BadRequest(
-            f"If-Match must be the alias generation as a number, got {value!r}",
-            code="bad_if_match",
-        ) from exc
-    if generation < 0:
-        raise BadRequest("If-Match generation must be >= 0", code="bad_if_match")
-    return generation
-
-
 def _alias_out(session, tenant_id: str, adapter_id: str, alias, response: Response) -> AliasOut:
     response.headers["ETag"] = f'"{alias.generation}"'
     number = service._number_of(session, alias.version_id)
@@ -202,11 +185,10 @@ def publish(
     if_match: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> AliasOut:
-    """Point an alias at a version. If-Match: <generation> moves only an alias still at that
-    generation (409 otherwise); If-None-Match: * only creates. Without either it just moves."""
-    expected = _generation_header(if_match)
-    if if_none_match is not None and if_none_match.strip() == "*":
-        expected = 0
+    """Point an alias at a version. If-Match: "<generation>" moves only an alias still at that
+    generation (409 otherwise), If-Match: * only an existing one (412 otherwise);
+    If-None-Match: * only creates. Without either it just moves."""
+    expected = alias_precondition(if_match, if_none_match)
     row = service.set_alias(session, principal.tenant_id, adapter_id, alias, body.version, expected)
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
@@ -239,7 +221,7 @@ def rollback(
         adapter_id,
         alias,
         to_version=body.to_version if body else None,
-        expected_generation=_generation_header(if_match),
+        expected_generation=alias_precondition(if_match, None),
     )
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
 from registry.db import get_owned, utcnow
-from registry.errors import Conflict, Invalid, NotFound
+from registry.errors import Conflict, Invalid, NotFound, PreconditionFailed
 
 VERSION_ALLOCATION_ATTEMPTS = 20
 # Any constant works: it names the one lock that orders appends to the change feed.
 FEED_LOCK_KEY = 0x5645524146454544
+# An alias write's precondition: a generation, 0 (must not exist), "*" (must exist), None.
+Expected = int | Literal["*"] | None
 
 
 def get_or_create_adapter(
@@ -165,12 +169,13 @@ def set_alias(
     adapter_id: str,
     alias_name: str,
     version_number: int,
-    expected_generation: int | None = None,
+    expected_generation: Expected = None,
     *,
     kind: str = "set",
 ) -> Alias:
     """Point an alias at a version. `expected_generation`: None moves unconditionally,
-    0 only creates, n only moves an alias still at generation n (else Conflict)."""
+    0 only creates, n only moves an alias still at generation n (else Conflict), "*" only
+    moves an alias that exists (else PreconditionFailed)."""
     _check_alias_name(alias_name)
     adapter = get_adapter(session, tenant_id, adapter_id)
     version = get_version(session, tenant_id, adapter_id, version_number)
@@ -181,11 +186,16 @@ def set_alias(
         .with_for_update()
     )
     if alias is None:
+        if expected_generation == "*":
+            raise PreconditionFailed(
+                f"alias {alias_name!r} does not exist, and If-Match: * moves only an existing "
+                "alias; to create it, send If-None-Match: * or no precondition",
+                details={"current_generation": None},
+            )
         if expected_generation not in (None, 0):
             raise _stale(alias_name, expected_generation, None)
         return _create_alias(session, adapter, alias_name, version, kind)
-    if expected_generation is not None and expected_generation != alias.generation:
-        raise _stale(alias_name, expected_generation, alias.generation)
+    _check_generation(alias_name, expected_generation, alias.generation)
     from_version = _number_of(session, alias.version_id)
     moved = session.execute(
         update(Alias)
@@ -227,6 +237,11 @@ def _stale(alias_name: str, expected: int | None, current: int | None) -> Confli
     )
 
 
+def _check_generation(alias_name: str, expected: Expected, current: int) -> None:
+    if expected not in (None, "*") and expected != current:
+        raise _stale(alias_name, expected, current)
+
+
 def _check_alias_name(name: str) -> None:
     if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
         raise Invalid(
@@ -262,7 +277,7 @@ def rollback_alias(
     adapter_id: str,
     alias_name: str,
     to_version: int | None = None,
-    expected_generation: int | None = None,
+    expected_generation: Expected = None,
 ) -> Alias:
     """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
     move it to `to_version`."""
@@ -285,8 +300,7 @@ def rollback_alias(
             code="nothing_to_roll_back",
         )
     generation = history[-1].generation
-    if expected_generation is not None and expected_generation != generation:
-        raise _stale(alias_name, expected_generation, generation)
+    _check_generation(alias_name, expected_generation, generation)
     # The target was read from the history up to `generation`: move only from there.
     return set_alias(
         session, tenant_id, adapter_id, alias_name, stack[-2], generation, kind="rollback"
