@@ -185,17 +185,9 @@ def set_alias(
         .where(Alias.adapter_id == adapter_id, Alias.name == alias_name)
         .with_for_update()
     )
+    _check_generation(alias_name, expected_generation, alias.generation if alias else None)
     if alias is None:
-        if expected_generation == "*":
-            raise PreconditionFailed(
-                f"alias {alias_name!r} does not exist, and If-Match: * moves only an existing "
-                "alias; to create it, send If-None-Match: * or no precondition",
-                details={"current_generation": None},
-            )
-        if expected_generation not in (None, 0):
-            raise _stale(alias_name, expected_generation, None)
-        return _create_alias(session, adapter, alias_name, version, kind)
-    _check_generation(alias_name, expected_generation, alias.generation)
+        return _create_alias(session, adapter, alias_name, version, kind, expected_generation)
     from_version = _number_of(session, alias.version_id)
     moved = session.execute(
         update(Alias)
@@ -210,7 +202,7 @@ def set_alias(
     return alias
 
 
-def _create_alias(session, adapter, alias_name, version, kind) -> Alias:
+def _create_alias(session, adapter, alias_name, version, kind, expected) -> Alias:
     alias = Alias(
         tenant_id=adapter.tenant_id,
         adapter_id=adapter.id,
@@ -221,8 +213,8 @@ def _create_alias(session, adapter, alias_name, version, kind) -> Alias:
     try:
         with session.begin_nested():
             session.add(alias)
-    except IntegrityError as exc:
-        raise _stale(alias_name, 0, None) from exc
+    except IntegrityError as exc:  # created by a concurrent writer since we looked
+        raise _exists(alias_name, None) if expected == 0 else _stale(alias_name, 0, None) from exc
     _append_event(session, adapter, alias, kind, None, version.number)
     return alias
 
@@ -237,8 +229,29 @@ def _stale(alias_name: str, expected: int | None, current: int | None) -> Confli
     )
 
 
-def _check_generation(alias_name: str, expected: Expected, current: int) -> None:
-    if expected not in (None, "*") and expected != current:
+def _exists(alias_name: str, current: int | None) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"alias {alias_name!r} exists already, and If-None-Match: * only creates; "
+        "to move it, send If-Match with its generation",
+        details={"current_generation": current},
+    )
+
+
+def _check_generation(alias_name: str, expected: Expected, current: int | None) -> None:
+    """Raise unless an alias at generation `current` (None: it does not exist) meets
+    `expected` (docs/api.md, "Conditional alias writes")."""
+    if expected is None or (expected == "*" and current is not None):
+        return
+    if expected == "*":
+        raise PreconditionFailed(
+            f"alias {alias_name!r} does not exist, and If-Match: * moves only an existing "
+            "alias; to create it, send If-None-Match: * or no precondition",
+            details={"current_generation": None},
+        )
+    if expected == 0:
+        if current is not None:
+            raise _exists(alias_name, current)
+    elif expected != current:
         raise _stale(alias_name, expected, current)
 
 

@@ -34,6 +34,14 @@ def test_if_match_star_on_a_missing_alias_is_412_and_creates_nothing(client, ten
     assert moved.status_code == 200 and moved.json()["generation"] == 2
 
 
+def test_if_none_match_star_on_an_existing_alias_is_412(client, tenant, alias_url):
+    assert _put(client, tenant, alias_url, 1, **{"If-None-Match": "*"}).status_code == 200
+    refused = _put(client, tenant, alias_url, 2, **{"If-None-Match": "*"})
+    assert refused.status_code == 412, refused.text
+    assert refused.json()["error"]["details"] == {"current_generation": 1}
+    assert _alias(client, tenant, alias_url).json()["version"] == 1
+
+
 def test_a_weak_etag_never_matches(client, tenant, alias_url):
     created = _put(client, tenant, alias_url, 1)
     assert created.headers["etag"] == '"1"'
