@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from registry.adapters import service
 from registry.adapters.blobs import blob_response
@@ -29,6 +30,7 @@ from registry.api.etags import alias_precondition, etag_matches
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
+from registry.names import AdapterName, AliasName, UserId
 
 router = APIRouter(tags=["adapters"])
 
@@ -42,8 +44,19 @@ def _version_out(adapter_id: str, version) -> VersionOut:
     return data.model_copy(update={"adapter_id": adapter_id})
 
 
-@router.get("/v1/users/{user_id}/adapters", response_model=list[AdapterOut])
-def list_user_adapters(user_id: str, principal: ReadDep, session: SessionDep) -> list[AdapterOut]:
+class _AnyText(PathConvertor):
+    """Any text, `/` and newlines too: every user id reaches validation and its 422."""
+
+    regex = "(?s:.+)"
+
+
+register_url_convertor("any_text", _AnyText())
+
+
+@router.get("/v1/users/{user_id:any_text}/adapters", response_model=list[AdapterOut])
+def list_user_adapters(
+    user_id: UserId, principal: ReadDep, session: SessionDep
+) -> list[AdapterOut]:
     """A user's adapters."""
     rows = service.list_user_adapters(session, principal.tenant_id, user_id)
     return [AdapterOut.model_validate(r) for r in rows]
@@ -177,7 +190,7 @@ def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str,
 def publish(
     request: Request,
     adapter_id: str,
-    alias: str,
+    alias: AliasName,
     body: PublishIn,
     principal: TrainDep,
     session: SessionDep,
@@ -196,7 +209,7 @@ def publish(
 
 @router.get("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
 def get_alias(
-    adapter_id: str, alias: str, principal: ReadDep, session: SessionDep, response: Response
+    adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep, response: Response
 ) -> AliasOut:
     """Where an alias points now, with its generation (also as the ETag)."""
     row = service.get_alias(session, principal.tenant_id, adapter_id, alias)
@@ -207,7 +220,7 @@ def get_alias(
 def rollback(
     request: Request,
     adapter_id: str,
-    alias: str,
+    alias: AliasName,
     principal: TrainDep,
     session: SessionDep,
     response: Response,
@@ -229,7 +242,7 @@ def rollback(
 
 @router.get("/v1/adapters/{adapter_id}/aliases/{alias}/history", response_model=list[AliasEventOut])
 def alias_history(
-    adapter_id: str, alias: str, principal: ReadDep, session: SessionDep
+    adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep
 ) -> list[AliasEventOut]:
     """Every move of the alias, oldest first."""
     events = service.alias_history(session, principal.tenant_id, adapter_id, alias)
@@ -246,9 +259,9 @@ async def resolve(
     request: Request,
     response: Response,
     principal: ReadDep,
-    user_id: str = Query(min_length=1, max_length=200),
-    adapter: str = Query("default", min_length=1, max_length=200),
-    alias: str = Query("live", min_length=1, max_length=64),
+    user_id: Annotated[UserId, Query()],
+    adapter: Annotated[AdapterName, Query()] = "default",
+    alias: Annotated[AliasName, Query()] = "live",
 ):
     """The manifest a downstream server loads a user's adapter from (ETag; 304 when unchanged)."""
     # The hottest read path: served from the feed-invalidated cache when it can be, else

@@ -8,9 +8,10 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry import names
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
 from registry.db import get_owned, utcnow
-from registry.errors import Conflict, Invalid, NotFound, PreconditionFailed
+from registry.errors import Conflict, NotFound, PreconditionFailed
 
 VERSION_ALLOCATION_ATTEMPTS = 20
 # Any constant works: it names the one lock that orders appends to the change feed.
@@ -176,7 +177,7 @@ def set_alias(
     """Point an alias at a version. `expected_generation`: None moves unconditionally,
     0 only creates, n only moves an alias still at generation n (else Conflict), "*" only
     moves an alias that exists (else PreconditionFailed)."""
-    _check_alias_name(alias_name)
+    names.require(names.AliasName, alias_name, "alias")
     adapter = get_adapter(session, tenant_id, adapter_id)
     version = get_version(session, tenant_id, adapter_id, version_number)
     _lock_feed(session)
@@ -253,14 +254,6 @@ def _check_generation(alias_name: str, expected: Expected, current: int | None) 
             raise _exists(alias_name, current)
     elif expected != current:
         raise _stale(alias_name, expected, current)
-
-
-def _check_alias_name(name: str) -> None:
-    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
-        raise Invalid(
-            f"alias names are 1-64 letters, digits, '-' or '_', got {name!r}",
-            details=[{"field": "alias", "message": "invalid alias name"}],
-        )
 
 
 def _number_of(session: Session, version_id: str) -> int:
