@@ -227,7 +227,8 @@ def rollback(
     body: Annotated[RollbackIn | None, Body()] = None,
     if_match: Annotated[str | None, Header()] = None,
 ) -> AliasOut:
-    """Move the alias back to the version live before the current one, or to `to_version`."""
+    """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
+    move it to `to_version`."""
     row = service.rollback_alias(
         session,
         principal.tenant_id,
