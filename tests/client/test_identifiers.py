@@ -4,6 +4,7 @@ it; a legal id with @ . : + = works through upload, submit, list, publish and re
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from registry.adapters import service as adapters
@@ -144,3 +145,26 @@ def test_adapter_and_alias_names_outside_the_rule_are_422(registry, ready, name)
         "history": lambda: registry.history(job["adapter_id"], name),
     }.items():
         _names_rule(_refused(call, what), "an alias name")
+
+
+@pytest.mark.parametrize(
+    ("user_id", "raw_path"),
+    [
+        ("org/alice", b"/v1/users/org%2Falice/adapters"),
+        ("..", b"/v1/users/%2E%2E/adapters"),
+        ("a?b#c", b"/v1/users/a%3Fb%23c/adapters"),
+        ("100%", b"/v1/users/100%25/adapters"),
+        ("a b", b"/v1/users/a%20b/adapters"),
+        ("a.b@c:d+e=f", b"/v1/users/a.b%40c%3Ad%2Be%3Df/adapters"),
+    ],
+)
+def test_the_client_sends_every_id_as_one_encoded_path_segment(user_id, raw_path):
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.raw_path)
+        return httpx.Response(200, json=[])
+
+    with RegistryClient("http://registry.test", transport=httpx.MockTransport(answer)) as client:
+        client.list_adapters(user_id)
+    assert seen == [raw_path]
