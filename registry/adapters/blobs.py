@@ -9,6 +9,7 @@ from collections import OrderedDict
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
+from registry.api.etags import etag_matches
 from registry.errors import RegistryError
 
 # Blobs are content-addressed, so a cached copy can never be stale.
@@ -48,14 +49,6 @@ class BlobCache:
                     _, evicted = self._items.popitem(last=False)
                     self._size -= len(evicted)
         return data
-
-
-def etag_matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
-        return False
-    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
-    return etag in candidates or "*" in candidates
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:

@@ -10,9 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from registry.adapters import service
-from registry.adapters.blobs import blob_response, etag_matches
+from registry.adapters.blobs import blob_response
 from registry.adapters.peft_export import peft_zip
 from registry.adapters.schemas import (
     AdapterOut,
@@ -25,9 +26,11 @@ from registry.adapters.schemas import (
     VersionOut,
 )
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
+from registry.api.etags import alias_precondition, etag_matches
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
+from registry.names import AdapterName, AliasName, UserId
 
 router = APIRouter(tags=["adapters"])
 
@@ -41,8 +44,19 @@ def _version_out(adapter_id: str, version) -> VersionOut:
     return data.model_copy(update={"adapter_id": adapter_id})
 
 
-@router.get("/v1/users/{user_id}/adapters", response_model=list[AdapterOut])
-def list_user_adapters(user_id: str, principal: ReadDep, session: SessionDep) -> list[AdapterOut]:
+class _AnyText(PathConvertor):
+    """Any text, `/` and newlines too: every user id reaches validation and its 422."""
+
+    regex = "(?s:.+)"
+
+
+register_url_convertor("any_text", _AnyText())
+
+
+@router.get("/v1/users/{user_id:any_text}/adapters", response_model=list[AdapterOut])
+def list_user_adapters(
+    user_id: UserId, principal: ReadDep, session: SessionDep
+) -> list[AdapterOut]:
     """A user's adapters."""
     rows = service.list_user_adapters(session, principal.tenant_id, user_id)
     return [AdapterOut.model_validate(r) for r in rows]
@@ -156,24 +170,6 @@ def download_peft(
     return Response(peft_zip(blob), media_type="application/zip", headers=headers)
 
 
-def _generation_header(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if text == "*":
-        return None
-    try:
-        generation = int(text)
-    except ValueError as exc:
-        raise BadRequest(
-            f"If-Match must be the alias generation as a number, got {value!r}",
-            code="bad_if_match",
-        ) from exc
-    if generation < 0:
-        raise BadRequest("If-Match generation must be >= 0", code="bad_if_match")
-    return generation
-
-
 def _alias_out(session, tenant_id: str, adapter_id: str, alias, response: Response) -> AliasOut:
     response.headers["ETag"] = f'"{alias.generation}"'
     number = service._number_of(session, alias.version_id)
@@ -194,7 +190,7 @@ def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str,
 def publish(
     request: Request,
     adapter_id: str,
-    alias: str,
+    alias: AliasName,
     body: PublishIn,
     principal: TrainDep,
     session: SessionDep,
@@ -202,11 +198,10 @@ def publish(
     if_match: Annotated[str | None, Header()] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> AliasOut:
-    """Point an alias at a version. If-Match: <generation> moves only an alias still at that
-    generation (409 otherwise); If-None-Match: * only creates. Without either it just moves."""
-    expected = _generation_header(if_match)
-    if if_none_match is not None and if_none_match.strip() == "*":
-        expected = 0
+    """Point an alias at a version. If-Match: "<generation>" moves only an alias still at that
+    generation (409 otherwise), If-Match: * only an existing one (412 otherwise);
+    If-None-Match: * only creates. Without either it just moves."""
+    expected = alias_precondition(if_match, if_none_match)
     row = service.set_alias(session, principal.tenant_id, adapter_id, alias, body.version, expected)
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
@@ -214,7 +209,7 @@ def publish(
 
 @router.get("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
 def get_alias(
-    adapter_id: str, alias: str, principal: ReadDep, session: SessionDep, response: Response
+    adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep, response: Response
 ) -> AliasOut:
     """Where an alias points now, with its generation (also as the ETag)."""
     row = service.get_alias(session, principal.tenant_id, adapter_id, alias)
@@ -225,21 +220,22 @@ def get_alias(
 def rollback(
     request: Request,
     adapter_id: str,
-    alias: str,
+    alias: AliasName,
     principal: TrainDep,
     session: SessionDep,
     response: Response,
     body: Annotated[RollbackIn | None, Body()] = None,
     if_match: Annotated[str | None, Header()] = None,
 ) -> AliasOut:
-    """Move the alias back to the version live before the current one, or to `to_version`."""
+    """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
+    move it to `to_version`."""
     row = service.rollback_alias(
         session,
         principal.tenant_id,
         adapter_id,
         alias,
         to_version=body.to_version if body else None,
-        expected_generation=_generation_header(if_match),
+        expected_generation=alias_precondition(if_match, None),
     )
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
@@ -247,7 +243,7 @@ def rollback(
 
 @router.get("/v1/adapters/{adapter_id}/aliases/{alias}/history", response_model=list[AliasEventOut])
 def alias_history(
-    adapter_id: str, alias: str, principal: ReadDep, session: SessionDep
+    adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep
 ) -> list[AliasEventOut]:
     """Every move of the alias, oldest first."""
     events = service.alias_history(session, principal.tenant_id, adapter_id, alias)
@@ -264,9 +260,9 @@ async def resolve(
     request: Request,
     response: Response,
     principal: ReadDep,
-    user_id: str = Query(min_length=1, max_length=200),
-    adapter: str = Query("default", min_length=1, max_length=200),
-    alias: str = Query("live", min_length=1, max_length=64),
+    user_id: Annotated[UserId, Query()],
+    adapter: Annotated[AdapterName, Query()] = "default",
+    alias: Annotated[AliasName, Query()] = "live",
 ):
     """The manifest a downstream server loads a user's adapter from (ETag; 304 when unchanged)."""
     # The hottest read path: served from the feed-invalidated cache when it can be, else

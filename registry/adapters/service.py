@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry import names
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
 from registry.db import get_owned, utcnow
-from registry.errors import Conflict, Invalid, NotFound
+from registry.errors import Conflict, NotFound, PreconditionFailed
 
 VERSION_ALLOCATION_ATTEMPTS = 20
 # Any constant works: it names the one lock that orders appends to the change feed.
 FEED_LOCK_KEY = 0x5645524146454544
+# An alias write's precondition: a generation, 0 (must not exist), "*" (must exist), None.
+Expected = int | Literal["*"] | None
 
 
 def get_or_create_adapter(
@@ -165,13 +170,14 @@ def set_alias(
     adapter_id: str,
     alias_name: str,
     version_number: int,
-    expected_generation: int | None = None,
+    expected_generation: Expected = None,
     *,
     kind: str = "set",
 ) -> Alias:
     """Point an alias at a version. `expected_generation`: None moves unconditionally,
-    0 only creates, n only moves an alias still at generation n (else Conflict)."""
-    _check_alias_name(alias_name)
+    0 only creates, n only moves an alias still at generation n (else Conflict), "*" only
+    moves an alias that exists (else PreconditionFailed)."""
+    names.require(names.AliasName, alias_name, "alias")
     adapter = get_adapter(session, tenant_id, adapter_id)
     version = get_version(session, tenant_id, adapter_id, version_number)
     _lock_feed(session)
@@ -180,12 +186,9 @@ def set_alias(
         .where(Alias.adapter_id == adapter_id, Alias.name == alias_name)
         .with_for_update()
     )
+    _check_generation(alias_name, expected_generation, alias.generation if alias else None)
     if alias is None:
-        if expected_generation not in (None, 0):
-            raise _stale(alias_name, expected_generation, None)
-        return _create_alias(session, adapter, alias_name, version, kind)
-    if expected_generation is not None and expected_generation != alias.generation:
-        raise _stale(alias_name, expected_generation, alias.generation)
+        return _create_alias(session, adapter, alias_name, version, kind, expected_generation)
     from_version = _number_of(session, alias.version_id)
     moved = session.execute(
         update(Alias)
@@ -200,7 +203,7 @@ def set_alias(
     return alias
 
 
-def _create_alias(session, adapter, alias_name, version, kind) -> Alias:
+def _create_alias(session, adapter, alias_name, version, kind, expected) -> Alias:
     alias = Alias(
         tenant_id=adapter.tenant_id,
         adapter_id=adapter.id,
@@ -211,8 +214,8 @@ def _create_alias(session, adapter, alias_name, version, kind) -> Alias:
     try:
         with session.begin_nested():
             session.add(alias)
-    except IntegrityError as exc:
-        raise _stale(alias_name, 0, None) from exc
+    except IntegrityError as exc:  # created by a concurrent writer since we looked
+        raise _exists(alias_name, None) if expected == 0 else _stale(alias_name, 0, None) from exc
     _append_event(session, adapter, alias, kind, None, version.number)
     return alias
 
@@ -227,12 +230,30 @@ def _stale(alias_name: str, expected: int | None, current: int | None) -> Confli
     )
 
 
-def _check_alias_name(name: str) -> None:
-    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
-        raise Invalid(
-            f"alias names are 1-64 letters, digits, '-' or '_', got {name!r}",
-            details=[{"field": "alias", "message": "invalid alias name"}],
+def _exists(alias_name: str, current: int | None) -> PreconditionFailed:
+    return PreconditionFailed(
+        f"alias {alias_name!r} exists already, and If-None-Match: * only creates; "
+        "to move it, send If-Match with its generation",
+        details={"current_generation": current},
+    )
+
+
+def _check_generation(alias_name: str, expected: Expected, current: int | None) -> None:
+    """Raise unless an alias at generation `current` (None: it does not exist) meets
+    `expected` (docs/api.md, "Conditional alias writes")."""
+    if expected is None or (expected == "*" and current is not None):
+        return
+    if expected == "*":
+        raise PreconditionFailed(
+            f"alias {alias_name!r} does not exist, and If-Match: * moves only an existing "
+            "alias; to create it, send If-None-Match: * or no precondition",
+            details={"current_generation": None},
         )
+    if expected == 0:
+        if current is not None:
+            raise _exists(alias_name, current)
+    elif expected != current:
+        raise _stale(alias_name, expected, current)
 
 
 def _number_of(session: Session, version_id: str) -> int:
@@ -262,36 +283,44 @@ def rollback_alias(
     adapter_id: str,
     alias_name: str,
     to_version: int | None = None,
-    expected_generation: int | None = None,
+    expected_generation: Expected = None,
 ) -> Alias:
-    """Move the alias back to the version live before the current one (or to `to_version`)."""
-    alias = get_alias(session, tenant_id, adapter_id, alias_name)
-    if to_version is None:
-        stack = target_stack(alias_history(session, tenant_id, adapter_id, alias_name))
-        if len(stack) < 2:
-            raise Conflict(
-                f"alias {alias_name!r} has no earlier version to roll back to",
-                code="nothing_to_roll_back",
-            )
-        to_version = stack[-2]
+    """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
+    move it to `to_version`."""
+    get_alias(session, tenant_id, adapter_id, alias_name)
+    if to_version is not None:
+        return set_alias(
+            session,
+            tenant_id,
+            adapter_id,
+            alias_name,
+            to_version,
+            expected_generation,
+            kind="rollback",
+        )
+    history = alias_history(session, tenant_id, adapter_id, alias_name)
+    stack = target_stack(history)
+    if len(stack) < 2:
+        raise Conflict(
+            f"alias {alias_name!r} has no earlier version to roll back to",
+            code="nothing_to_roll_back",
+        )
+    generation = history[-1].generation
+    _check_generation(alias_name, expected_generation, generation)
+    # The target was read from the history up to `generation`: move only from there.
     return set_alias(
-        session,
-        tenant_id,
-        adapter_id,
-        alias_name,
-        to_version,
-        expected_generation if expected_generation is not None else alias.generation,
-        kind="rollback",
+        session, tenant_id, adapter_id, alias_name, stack[-2], generation, kind="rollback"
     )
 
 
 def target_stack(events: list[AliasEvent]) -> list[int]:
-    """Replay history into the stack of targets: a set pushes, a rollback pops back to its
-    target (or pushes it, for a version not on the stack)."""
+    """Replay history into the undo stack of the alias's states (the top is its target):
+    a publish pushes; a rollback to the state under the top pops (it undoes the latest
+    move); a rollback to any other version is a move and pushes."""
     stack: list[int] = []
     for event in events:
-        if event.kind == "rollback" and event.to_version in stack:
-            del stack[stack.index(event.to_version) + 1 :]
+        if event.kind == "rollback" and len(stack) >= 2 and event.to_version == stack[-2]:
+            stack.pop()
         else:
             stack.append(event.to_version)
     return stack

@@ -8,6 +8,7 @@ import click
 
 from registry.cli import output
 from registry.cli.app import main
+from registry.cli.params import ADAPTER_NAME, ALIAS_NAME, USER_ID
 from registry.cli.remote import Remote, remote_command
 
 ADAPTER_COLUMNS = [
@@ -49,9 +50,15 @@ def _eval(metrics: dict) -> str:
 def adapter_argument(function):
     """ADAPTER (an adapter id), or --user with --name, to say which adapter."""
     function = click.option(
-        "--name", default="default", show_default=True, help="Adapter name, with --user."
+        "--name",
+        type=ADAPTER_NAME,
+        default="default",
+        show_default=True,
+        help="Adapter name, with --user.",
     )(function)
-    function = click.option("--user", help="The user whose adapter (instead of ADAPTER).")(function)
+    function = click.option(
+        "--user", type=USER_ID, help="The user whose adapter (instead of ADAPTER)."
+    )(function)
     return click.argument("adapter", required=False)(function)
 
 
@@ -72,7 +79,7 @@ def adapters() -> None:
 
 
 @adapters.command("list")
-@click.option("--user", required=True, help="Whose adapters.")
+@click.option("--user", type=USER_ID, required=True, help="Whose adapters.")
 @remote_command
 def adapters_list(remote: Remote, user: str) -> None:
     """A user's adapters."""
@@ -92,7 +99,7 @@ def adapters_versions(remote: Remote, adapter: str | None, user: str | None, nam
 @adapters.command("publish")
 @adapter_argument
 @click.option("--version", "number", type=int, required=True, help="Version to publish.")
-@click.option("--alias", default="live", show_default=True)
+@click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option("--if-generation", type=int, help="Only if the alias is still at this generation.")
 @remote_command
 def adapters_publish(
@@ -111,7 +118,7 @@ def adapters_publish(
 
 @adapters.command("rollback")
 @adapter_argument
-@click.option("--alias", default="live", show_default=True)
+@click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option("--to", "to_version", type=int, help="Version [default: the one before].")
 @click.option("--if-generation", type=int, help="Only if the alias is still at this generation.")
 @remote_command
@@ -132,7 +139,7 @@ def adapters_rollback(
 
 @adapters.command("history")
 @adapter_argument
-@click.option("--alias", default="live", show_default=True)
+@click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @remote_command
 def adapters_history(
     remote: Remote, adapter: str | None, user: str | None, name: str, alias: str
@@ -145,7 +152,7 @@ def adapters_history(
 @adapters.command("download")
 @adapter_argument
 @click.option("--version", "number", type=int, help="Version [default: what ALIAS points at].")
-@click.option("--alias", default="live", show_default=True)
+@click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option(
     "-o",
     "--output",

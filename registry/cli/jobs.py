@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from registry.cli import output
 from registry.cli.app import main
+from registry.cli.params import ADAPTER_NAME, USER_ID
 from registry.cli.remote import (
     Remote,
     default_targets,
@@ -100,13 +101,13 @@ def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str
 
 
 @jobs.command("submit")
-@click.option("--user", required=True, help="The user to personalize for.")
+@click.option("--user", type=USER_ID, required=True, help="The user to personalize for.")
 @click.option("--dataset", required=True, help="A dataset id, or a .jsonl file to upload.")
 @click.option("--base-model", help="Id or name [default: the only one registered].")
 @click.option("--projection", help="Projection id [default: the base model's only one].")
 @click.option("--r", "rank", type=int, help="Pick the base model's projection of this rank.")
 @click.option("--targets", help="Comma-separated layers [default: attention q/v].")
-@click.option("--adapter-name", default="default", show_default=True)
+@click.option("--adapter-name", type=ADAPTER_NAME, default="default", show_default=True)
 @click.option("--steps", "max_steps", type=int, help="Training steps (overrides --epochs).")
 @click.option("--epochs", type=int)
 @click.option("--lr", "learning_rate", type=float, help="Learning rate of the λ vectors.")
@@ -245,7 +246,7 @@ def jobs_watch(remote: Remote, job_id: str) -> None:
 
 
 @jobs.command("list")
-@click.option("--user", help="Only this user's jobs.")
+@click.option("--user", type=USER_ID, help="Only this user's jobs.")
 @click.option("--state", type=click.Choice(["queued", "running", *TERMINAL]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
 @remote_command

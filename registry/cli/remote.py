@@ -13,6 +13,7 @@ import click
 
 from registry.cli import output
 from registry.cli.app import main
+from registry.cli.params import USER_ID
 from registry.client.api import ClientError, RegistryClient
 from registry.config import Settings, get_settings
 
@@ -239,7 +240,7 @@ def datasets() -> None:
 
 @datasets.command("upload")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--user", required=True, help="The user this data personalizes for.")
+@click.option("--user", type=USER_ID, required=True, help="The user this data personalizes for.")
 @click.option(
     "--task",
     type=click.Choice(["sequence-classification", "causal-lm"]),

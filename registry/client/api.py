@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -75,6 +76,13 @@ class FeedEvent(AliasEventOut):
     server's own schema, read-only here."""
 
     model_config = ConfigDict(frozen=True)
+
+
+def _segment(value: str) -> str:
+    """One URL path segment, percent-encoded whole, so an id can never make another path
+    (`/`, `?`, `#`, `%`, and the `.`/`..` segments that URL normalizing would remove)."""
+    text = quote(value, safe="")
+    return text.replace(".", "%2E") if text in (".", "..") else text
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -203,7 +211,9 @@ class RegistryClient:
 
     def export_peft(self, adapter_id: str, version: int, directory: str | Path) -> Path:
         """Unzip the version's PEFT directory (adapter_config.json + safetensors)."""
-        data = self.request("GET", f"/v1/adapters/{adapter_id}/versions/{version}/peft").content
+        data = self.request(
+            "GET", f"/v1/adapters/{_segment(adapter_id)}/versions/{version}/peft"
+        ).content
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -267,14 +277,14 @@ class RegistryClient:
         )
 
     def get_dataset(self, dataset_id: str) -> dict:
-        return self._json("GET", f"/v1/datasets/{dataset_id}")
+        return self._json("GET", f"/v1/datasets/{_segment(dataset_id)}")
 
     def submit_job(self, body: dict, idempotency_key: str | None = None) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self._json("POST", "/v1/jobs", json=body, headers=headers)
 
     def get_job(self, job_id: str) -> dict:
-        return self._json("GET", f"/v1/jobs/{job_id}")
+        return self._json("GET", f"/v1/jobs/{_segment(job_id)}")
 
     def list_jobs(
         self,
@@ -287,34 +297,34 @@ class RegistryClient:
         return self._json("GET", "/v1/jobs", params={k: v for k, v in params.items() if v})
 
     def cancel_job(self, job_id: str) -> dict:
-        return self._json("POST", f"/v1/jobs/{job_id}/cancel")
+        return self._json("POST", f"/v1/jobs/{_segment(job_id)}/cancel")
 
     def job_events(self, job_id: str, after: int = 0, limit: int = 200) -> list[dict]:
         return self._json(
-            "GET", f"/v1/jobs/{job_id}/events", params={"after": after, "limit": limit}
+            "GET", f"/v1/jobs/{_segment(job_id)}/events", params={"after": after, "limit": limit}
         )
 
     # -- adapters and aliases -----------------------------------------------------------
 
     def list_adapters(self, user_id: str) -> list[dict]:
-        return self._json("GET", f"/v1/users/{user_id}/adapters")
+        return self._json("GET", f"/v1/users/{_segment(user_id)}/adapters")
 
     def get_adapter(self, adapter_id: str) -> dict:
-        return self._json("GET", f"/v1/adapters/{adapter_id}")
+        return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}")
 
     def list_versions(self, adapter_id: str) -> list[dict]:
         """Every version, oldest first (follows the pages)."""
         items, cursor = [], None
         while True:
             params = {"cursor": cursor} if cursor else {}
-            page = self._json("GET", f"/v1/adapters/{adapter_id}/versions", params=params)
+            page = self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/versions", params=params)
             items.extend(page["items"])
             cursor = page.get("next_cursor")
             if not cursor:
                 return items
 
     def get_version(self, adapter_id: str, version: int) -> dict:
-        return self._json("GET", f"/v1/adapters/{adapter_id}/versions/{version}")
+        return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/versions/{version}")
 
     def publish(
         self, adapter_id: str, alias: str, version: int, if_match: int | None = None
@@ -322,13 +332,13 @@ class RegistryClient:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
         return self._json(
             "PUT",
-            f"/v1/adapters/{adapter_id}/aliases/{alias}",
+            f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}",
             json={"version": version},
             headers=headers,
         )
 
     def get_alias(self, adapter_id: str, alias: str) -> dict:
-        return self._json("GET", f"/v1/adapters/{adapter_id}/aliases/{alias}")
+        return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}")
 
     def rollback(
         self,
@@ -340,13 +350,15 @@ class RegistryClient:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
         return self._json(
             "POST",
-            f"/v1/adapters/{adapter_id}/aliases/{alias}/rollback",
+            f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/rollback",
             json={"to_version": to_version} if to_version is not None else None,
             headers=headers,
         )
 
     def history(self, adapter_id: str, alias: str) -> list[dict]:
-        return self._json("GET", f"/v1/adapters/{adapter_id}/aliases/{alias}/history")
+        return self._json(
+            "GET", f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/history"
+        )
 
     # -- base models and projections ----------------------------------------------------
 
@@ -358,14 +370,16 @@ class RegistryClient:
         return self._json("GET", "/v1/base-models")
 
     def get_base_model(self, base_model_id: str) -> dict:
-        return self._json("GET", f"/v1/base-models/{base_model_id}")
+        return self._json("GET", f"/v1/base-models/{_segment(base_model_id)}")
 
     def register_projection(self, base_model_id: str, body: dict) -> dict:
         """body: seed, r, max_d_in, max_d_out, generator, fingerprint, torch_version."""
-        return self._json("POST", f"/v1/base-models/{base_model_id}/projections", json=body)
+        return self._json(
+            "POST", f"/v1/base-models/{_segment(base_model_id)}/projections", json=body
+        )
 
     def list_projections(self, base_model_id: str) -> list[dict]:
-        return self._json("GET", f"/v1/base-models/{base_model_id}/projections")
+        return self._json("GET", f"/v1/base-models/{_segment(base_model_id)}/projections")
 
     # -- API keys -------------------------------------------------------------------------
 
@@ -377,4 +391,4 @@ class RegistryClient:
         return self._json("POST", "/v1/keys", json={"name": name, "scopes": scopes})
 
     def revoke_key(self, key_id: str) -> dict:
-        return self._json("DELETE", f"/v1/keys/{key_id}")
+        return self._json("DELETE", f"/v1/keys/{_segment(key_id)}")

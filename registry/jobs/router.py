@@ -20,6 +20,7 @@ from registry.errors import BadRequest
 from registry.jobs import datasets
 from registry.jobs import service as jobs
 from registry.jobs.schemas import DatasetOut, JobEventOut, JobOut, JobRequest, Task
+from registry.names import UserId
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["jobs"])
@@ -45,7 +46,7 @@ async def upload_dataset(
     principal: TrainDep,
     store: StoreDep,
     settings: SettingsDep,
-    user_id: str = Query(min_length=1, max_length=200),
+    user_id: Annotated[UserId, Query()],
     task: Task = Query(),
 ) -> DatasetOut:
     """Upload a user's JSONL dataset (body). Every line is checked before anything is stored."""
@@ -109,7 +110,7 @@ def _send(factory, dispatcher, job_id: str, queue: str | None) -> None:
 def list_jobs(
     principal: ReadDep,
     session: SessionDep,
-    user_id: str | None = Query(None, max_length=200),
+    user_id: Annotated[UserId | None, Query()] = None,
     status: str | None = Query(None, description="queued, running, succeeded, failed, cancelled"),
     cursor: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),

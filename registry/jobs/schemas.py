@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.names import AdapterName, UserId
+
 Task = Literal["causal-lm", "sequence-classification"]
 
 
@@ -32,8 +34,8 @@ class Hyperparameters(BaseModel):
 class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str = Field(min_length=1, max_length=200)
-    adapter_name: str = Field("default", min_length=1, max_length=200)
+    user_id: UserId
+    adapter_name: AdapterName = "default"
     dataset_id: str = Field(min_length=1, max_length=64)
     base_model_id: str = Field(min_length=1, max_length=64)
     projection_id: str = Field(min_length=1, max_length=64)

@@ -55,7 +55,7 @@ def test_publish_with_if_match_rollback_history_resolve(client, app, tenant):
     assert created.status_code == 200 and created.json()["generation"] == 1
     assert created.headers["etag"] == '"1"'
     again = client.put(alias_url, json={"version": 2}, headers={**auth, "If-None-Match": "*"})
-    assert again.status_code == 409
+    assert again.status_code == 412  # RFC 9110 §13.1.2: a false If-None-Match on a PUT
     stale = client.put(alias_url, json={"version": 2}, headers={**auth, "If-Match": '"7"'})
     assert stale.status_code == 409
     assert stale.json()["error"]["details"]["current_generation"] == 1

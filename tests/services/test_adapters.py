@@ -1,7 +1,7 @@
 import pytest
 
 from registry.adapters import service as adapters
-from registry.errors import Conflict, Invalid, NotFound
+from registry.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from tests import factories
 
 
@@ -68,8 +68,10 @@ def test_alias_compare_and_swap(session):
         1,
         adapters.get_version(session, tenant.id, adapter.id, 1).id,
     )
-    with pytest.raises(Conflict) as stale:
+    with pytest.raises(PreconditionFailed, match="exists already"):
         adapters.set_alias(session, tenant.id, adapter.id, "live", 2, expected_generation=0)
+    with pytest.raises(Conflict) as stale:
+        adapters.set_alias(session, tenant.id, adapter.id, "live", 2, expected_generation=3)
     assert stale.value.code == "stale_generation"
     alias = adapters.set_alias(session, tenant.id, adapter.id, "live", 2, expected_generation=1)
     assert alias.generation == 2

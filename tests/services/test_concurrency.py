@@ -75,16 +75,18 @@ def test_interleaved_publishes_and_rollbacks_replay_to_final_state(setup):
     def work(index):
         rng = random.Random(index)
         for _ in range(6):
-            try:
-                with session_scope(factory) as session:
-                    if rng.random() < 0.4:
-                        adapters.rollback_alias(session, tenant_id, adapter_id, "live")
-                    else:
-                        adapters.set_alias(
-                            session, tenant_id, adapter_id, "live", rng.randint(1, 5)
-                        )
-            except Conflict:
-                pass
+            rollback, number = rng.random() < 0.4, rng.randint(1, 5)
+            for _attempt in range(50):  # a stale undo is read again and retried, as a client would
+                try:
+                    with session_scope(factory) as session:
+                        if rollback:
+                            adapters.rollback_alias(session, tenant_id, adapter_id, "live")
+                        else:
+                            adapters.set_alias(session, tenant_id, adapter_id, "live", number)
+                    break
+                except Conflict as exc:
+                    if exc.code != "stale_generation":
+                        break
 
     _run_together(6, work)
     with session_scope(factory) as session:
@@ -99,3 +101,11 @@ def test_interleaved_publishes_and_rollbacks_replay_to_final_state(setup):
         state = event.to_version
     assert state == final
     assert [e.seq for e in history] == sorted(e.seq for e in history)
+    assert any(e.kind == "rollback" for e in history)
+    undo_stack: list[int] = []  # every rollback here is an undo of the history before it
+    for event in history:
+        if event.kind == "rollback":
+            assert len(undo_stack) >= 2 and event.to_version == undo_stack[-2], event.seq
+            undo_stack.pop()
+        else:
+            undo_stack.append(event.to_version)
