@@ -48,7 +48,9 @@ class Settings(BaseSettings):
         None, description="Redis redelivery timeout; default: job_max_runtime_s + 600."
     )
     resolve_cache_s: float = Field(
-        0.1, description="How long a resolve may lag an alias move made by another process."
+        0.1,
+        description="Without push (SQLite, or pg_listen off): how long a resolve may lag an "
+        "alias move made by another process; 0 turns the resolve cache off.",
     )
     api_host: str = Field("127.0.0.1", description="Address `vera-registry serve` binds.")
     api_port: int = Field(8300, description="Port `vera-registry serve` binds.")
@@ -60,6 +62,16 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, description="How often a running job heartbeats.")
     heartbeat_stale_s: float = Field(60.0, description="Heartbeat age after which a job is lost.")
     blob_gc_grace_s: int = Field(24 * 3600, description="Age before an unreferenced blob goes.")
+    pg_listen: bool = Field(
+        True,
+        description="On PostgreSQL, push alias moves to every API process (LISTEN/NOTIFY); "
+        "off: each process polls every resolve_cache_s.",
+    )
+    listen_database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL for the LISTEN connection when database_url goes through "
+        "a transaction-pooling PgBouncer; default: database_url.",
+    )
 
     @field_validator(
         "s3_endpoint_url",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from registry import __version__
 from registry.adapters.blobs import BlobCache
+from registry.adapters.feed_wait import FeedWaiters
 from registry.adapters.manifest_cache import ManifestCache
+from registry.adapters.pg_listener import PgListener
 from registry.api.deps import AuthCache
 from registry.api.errors import install_error_handlers
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -41,6 +45,7 @@ def create_app(
         title="VeRA Registry",
         version=__version__,
         description="Per-user VeRA adapters: training jobs, versions, aliases and publishing.",
+        lifespan=_lifespan,
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
@@ -51,7 +56,11 @@ def create_app(
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.blob_cache = BlobCache()
     app.state.version_index = {}
-    app.state.manifests = ManifestCache(app.state.session_factory, settings.resolve_cache_s)
+    app.state.feed_waiters = FeedWaiters()
+    app.state.pg_listener = None  # started with the app (see _lifespan)
+    app.state.manifests = ManifestCache(
+        app.state.session_factory, settings.resolve_cache_s, on_event=app.state.feed_waiters.wake
+    )
 
     install_error_handlers(app)
     dataset_limit = settings.max_dataset_bytes
@@ -70,6 +79,26 @@ def create_app(
     ):
         app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While serving: the LISTEN thread that pushes alias moves (PostgreSQL, pg_listen)."""
+    settings = app.state.settings
+    listener = None
+    if settings.pg_listen:
+        url = settings.listen_database_url
+        listener = PgListener.for_engine(
+            app.state.engine, app.state.manifests, url.get_secret_value() if url else None
+        )
+    if listener is not None:
+        app.state.pg_listener = listener.start()
+    try:
+        yield
+    finally:
+        if listener is not None:
+            app.state.pg_listener = None
+            listener.stop()
 
 
 def _default_dispatcher(settings: Settings) -> JobDispatcher:

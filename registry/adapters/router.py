@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import time
@@ -14,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from registry.adapters import service
 from registry.adapters.blobs import blob_response, etag_matches
 from registry.adapters.peft_export import peft_zip
+from registry.adapters.pg_listener import EVENT_SEQS
 from registry.adapters.schemas import (
     AdapterOut,
     AliasEventOut,
@@ -27,13 +27,14 @@ from registry.adapters.schemas import (
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from registry.db import after_commit, session_scope
-from registry.errors import BadRequest
+from registry.errors import BadRequest, Conflict
 
 router = APIRouter(tags=["adapters"])
 
-FEED_POLL_S = 0.2
 VERSION_INDEX_MAX = 200_000
 MAX_WAIT_S = 60.0
+PUSH_WAIT_S = 0.5  # most a publish waits for every process to apply it (normally ~1 ms)
+DISCONNECT_CHECK_S = 1.0  # how often a long-poll looks whether its client is still there
 
 
 def _version_out(adapter_id: str, version) -> VersionOut:
@@ -177,17 +178,41 @@ def _generation_header(value: str | None) -> int | None:
 def _alias_out(session, tenant_id: str, adapter_id: str, alias, response: Response) -> AliasOut:
     response.headers["ETag"] = f'"{alias.generation}"'
     number = service._number_of(session, alias.version_id)
+    # The writer gets what resolve serves from now on (read your writes, even elsewhere).
+    adapter = service.get_adapter(session, tenant_id, adapter_id)
+    manifest = service.resolve(session, tenant_id, adapter.user_id, adapter.name, alias.name)
     return AliasOut(
-        adapter_id=adapter_id, alias=alias.name, version=number, generation=alias.generation
+        adapter_id=adapter_id,
+        alias=alias.name,
+        version=number,
+        generation=alias.generation,
+        manifest=_manifest_out(manifest),
     )
 
 
+def _manifest_out(manifest: dict) -> Manifest:
+    base = f"/v1/adapters/{manifest['adapter_id']}/versions/{manifest['version']}"
+    return Manifest(**manifest, blob_url=f"{base}/blob", peft_url=f"{base}/peft")
+
+
 def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str, alias: str):
-    """Once the move commits, this process serves the new target at once (others within
-    the cache's max age, through the feed)."""
+    """Once the move commits, this process serves the new target at once; with push, the
+    answer waits (briefly) until every API process has applied it too. Without push they
+    see it at their next poll."""
     adapter = service.get_adapter(session, tenant_id, adapter_id)
     key = (tenant_id, adapter.user_id, adapter.name, alias)
-    after_commit(session, lambda: request.app.state.manifests.forget(key))
+    state = request.app.state
+    seqs = session.info.get(EVENT_SEQS, [])
+
+    def published() -> None:
+        state.manifests.forget(key)
+        if not seqs:
+            return
+        state.feed_waiters.wake(tenant_id, max(seqs))  # this process's waiters: at once
+        if state.pg_listener is not None:
+            state.pg_listener.wait_everywhere(state.engine, max(seqs), PUSH_WAIT_S)
+
+    after_commit(session, published)
 
 
 @router.put("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
@@ -267,6 +292,13 @@ async def resolve(
     user_id: str = Query(min_length=1, max_length=200),
     adapter: str = Query("default", min_length=1, max_length=200),
     alias: str = Query("live", min_length=1, max_length=64),
+    min_generation: int | None = Query(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="Read your writes: only the alias at this generation or later (from a "
+        "publish answer or a feed event); 409 generation_not_visible if it is not here yet.",
+    ),
 ):
     """The manifest a downstream server loads a user's adapter from (ETag; 304 when unchanged)."""
     # The hottest read path: served from the feed-invalidated cache when it can be, else
@@ -275,14 +307,25 @@ async def resolve(
     key = (principal.tenant_id, user_id, adapter, alias)
     if cache.enabled and cache.needs_refresh():
         await run_in_threadpool(cache.refresh)
-    manifest = cache.get(key) if cache.enabled else None
-    if manifest is None:
-        high_water = cache.high_water
+    manifest = cache.get(key)
+    if manifest is None or manifest["alias_generation"] < (min_generation or 0):
+        epoch = cache.epoch
         manifest = await run_in_threadpool(
             _resolve, request, principal.tenant_id, user_id, adapter, alias
         )
-        if cache.enabled:
-            cache.put(key, manifest, high_water)
+        cache.put(key, manifest, epoch)
+    if manifest["alias_generation"] < (min_generation or 0):
+        raise Conflict(
+            f"alias {alias!r} of user {user_id!r}'s adapter {adapter!r} is at generation "
+            f"{manifest['alias_generation']} here, before min_generation {min_generation}: "
+            "the move has not reached this server's database yet (retry shortly), or "
+            "min_generation belongs to another alias",
+            code="generation_not_visible",
+            details={
+                "alias_generation": manifest["alias_generation"],
+                "min_generation": min_generation,
+            },
+        )
     tag = hashlib.sha256(
         f"{manifest['adapter_id']}:{alias}:{manifest['alias_generation']}".encode()
     ).hexdigest()[:32]
@@ -290,8 +333,7 @@ async def resolve(
     if etag_matches(request, etag):
         return Response(status_code=304, headers={"ETag": etag})
     response.headers["ETag"] = etag
-    base = f"/v1/adapters/{manifest['adapter_id']}/versions/{manifest['version']}"
-    return Manifest(**manifest, blob_url=f"{base}/blob", peft_url=f"{base}/peft")
+    return _manifest_out(manifest)
 
 
 def _read_feed(request: Request, tenant_id: str, after: int, limit: int) -> list[AliasEventOut]:
@@ -311,9 +353,28 @@ async def feed(
     """Alias changes after sequence `after`, in order; with `wait`, answers as soon as one
     arrives or when the wait is over."""
     deadline = time.monotonic() + wait
-    while True:
-        events = await run_in_threadpool(_read_feed, request, principal.tenant_id, after, limit)
-        if events or time.monotonic() >= deadline or await request.is_disconnected():
-            last = events[-1].seq if events else after
-            return FeedOut(events=events, last_seq=last)
-        await asyncio.sleep(min(FEED_POLL_S, max(0.0, deadline - time.monotonic())))
+    tenant_id = principal.tenant_id
+    waiters = request.app.state.feed_waiters
+    read = functools.partial(run_in_threadpool, _read_feed, request, tenant_id, after, limit)
+    # Registered before the first read, so nothing committed after that read is missed.
+    with waiters.waiting(tenant_id, after) as waiter:
+        while True:
+            events = await waiters.read((tenant_id, after, limit), waiter, read)
+            if events or time.monotonic() >= deadline:
+                break
+            if not await _woken(request, waiter, deadline):
+                break
+    return FeedOut(events=events, last_seq=events[-1].seq if events else after)
+
+
+async def _woken(request: Request, waiter, deadline: float) -> bool:
+    """True once an event for the waiter may have arrived; False at the deadline or when
+    the client has gone."""
+    waiters, cache = request.app.state.feed_waiters, request.app.state.manifests
+    while (remaining := deadline - time.monotonic()) > 0:
+        waiters.keep_polling(functools.partial(run_in_threadpool, cache.refresh), cache.push_live)
+        if await waiters.wait(waiter, min(remaining, DISCONNECT_CHECK_S)):
+            return True
+        if await request.is_disconnected():
+            return False
+    return False

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
+from registry.adapters.pg_listener import notify_alias_event
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 
@@ -253,6 +254,7 @@ def _append_event(session, adapter, alias, kind, from_version, to_version) -> Al
     )
     session.add(event)
     session.flush()
+    notify_alias_event(session, event)  # delivered to every API process on commit
     return event
 
 
