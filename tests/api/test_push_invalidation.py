@@ -4,14 +4,19 @@ its own writes back even through a process that polls with a long cache."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
 from registry.cli.local import free_port
 from registry.client.api import ClientError, RegistryClient
@@ -154,3 +159,105 @@ def test_the_client_reads_its_own_writes_through_a_polling_process(world, start_
         hasty.resolve("alice", min_generation=99)
     assert raised.value.status == 409 and raised.value.code == "generation_not_visible"
     assert len(slept) == 1  # retried once (a lagging replica), then told
+
+
+class CuttableProxy:
+    """A TCP forwarder to PostgreSQL, standing in for the network: `cut()` drops every
+    connection and refuses new ones until `restore()`."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._sockets: list[socket.socket] = []
+        self._open = threading.Event()
+        self.restore()
+
+    def restore(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port))
+        server.settimeout(0.05)
+        self._open.set()
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        self._open.clear()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._sockets.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        with server:
+            while self._open.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection(self.target)
+                self._sockets += [client, upstream]
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for sock in (source, sink):
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def _until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def proxy(pg_url):
+    url = make_url(pg_url)
+    return CuttableProxy((url.host, url.port or 5432))
+
+
+@pytest.fixture
+def settings(settings, proxy):
+    # The listener goes through the proxy; a 60 s cache: polling alone would serve stale.
+    listen = make_url(settings.database_url).set(host="127.0.0.1", port=proxy.port)
+    return settings.model_copy(
+        update={
+            "resolve_cache_s": 60,
+            "listen_database_url": SecretStr(listen.render_as_string(hide_password=False)),
+        }
+    )
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_listener_that_lost_its_connection_starts_over_when_back(client, app, tenant, proxy):
+    from registry.adapters import service as adapters
+    from tests.api import helpers
+
+    cache = app.state.manifests
+    blobs = [helpers.safetensors_blob([float(i)]) for i in range(3)]
+    adapter_id = helpers.adapter_with_versions(app, tenant.id, blobs)
+
+    def move(version: int) -> None:  # as another process would: straight in the database
+        with session_scope(app.state.session_factory) as session:
+            adapters.set_alias(session, tenant.id, adapter_id, "live", version)
+
+    def resolved() -> int:
+        answer = client.get("/v1/resolve", params={"user_id": "alice"}, headers=tenant.auth())
+        return answer.json()["version"]
+
+    _until(cache.push_live)
+    move(1)
+    assert resolved() == 1  # cached
+    proxy.cut()
+    _until(lambda: not cache.push_live())
+    move(2)  # its notification is lost to this process
+    assert resolved() == 1  # meanwhile: polling, every 60 s here
+    proxy.restore()
+    _until(cache.push_live)
+    assert resolved() == 2  # the reconnect dropped everything it might have missed
+    move(3)
+    _until(lambda: resolved() == 3, timeout=1.0)  # and pushes arrive again
