@@ -35,6 +35,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
     from registry.adapters.router import router as adapters_router
+    from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
@@ -76,6 +77,7 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        serving_router,
     ):
         app.include_router(router)
     return app

@@ -130,6 +130,7 @@ class PgListener:
             )
         deadline = time.monotonic() + timeout
         with self._acked:
+            self._acks = {pid: acked for pid, acked in self._acks.items() if pid in pids}
             while any(self._acks.get(pid, 0) < seq for pid in pids):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
