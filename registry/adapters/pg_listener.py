@@ -80,7 +80,7 @@ class PgListener:
     def for_engine(cls, engine: Engine, cache: ManifestCache, url: str | None = None):
         """A listener on `url` (default: the engine's database), or None off PostgreSQL."""
         parsed = make_url(url) if url else engine.url
-        if parsed.get_backend_name() != "postgresql":
+        if parsed.get_backend_name() != "postgresql" or engine.dialect.name != "postgresql":
             return None
         conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
         return cls(conninfo, cache)
