@@ -48,7 +48,9 @@ class Settings(BaseSettings):
         None, description="Redis redelivery timeout; default: job_max_runtime_s + 600."
     )
     resolve_cache_s: float = Field(
-        0.1, description="How long a resolve may lag an alias move made by another process."
+        0.1,
+        description="Without push (SQLite, or pg_listen off): how long a resolve may lag an "
+        "alias move made by another process; 0 turns the resolve cache off.",
     )
     api_host: str = Field("127.0.0.1", description="Address `vera-registry serve` binds.")
     api_port: int = Field(8300, description="Port `vera-registry serve` binds.")
@@ -69,6 +71,16 @@ class Settings(BaseSettings):
     upload_idle_timeout_s: float = Field(
         30.0, description="Longest wait for the next bytes of a request body; then 408."
     )
+    pg_listen: bool = Field(
+        True,
+        description="On PostgreSQL, push alias moves to every API process (LISTEN/NOTIFY); "
+        "off: each process polls every resolve_cache_s.",
+    )
+    listen_database_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL for the LISTEN connection when database_url goes through "
+        "a transaction-pooling PgBouncer; default: database_url.",
+    )
 
     @field_validator(
         "s3_endpoint_url",
@@ -76,6 +88,7 @@ class Settings(BaseSettings):
         "s3_access_key_id",
         "s3_secret_access_key",
         "broker_visibility_timeout_s",
+        "listen_database_url",
         mode="before",
     )
     @classmethod

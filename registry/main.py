@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from registry import __version__
 from registry.adapters.blobs import BlobCache
+from registry.adapters.feed_wait import FeedWaiters
 from registry.adapters.manifest_cache import ManifestCache
+from registry.adapters.pg_listener import PgListener
 from registry.api.deps import AuthCache
 from registry.api.errors import install_error_handlers
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
@@ -31,6 +35,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
     from registry.adapters.router import router as adapters_router
+    from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
@@ -41,6 +46,7 @@ def create_app(
         title="VeRA Registry",
         version=__version__,
         description="Per-user VeRA adapters: training jobs, versions, aliases and publishing.",
+        lifespan=_lifespan,
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
@@ -51,7 +57,11 @@ def create_app(
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.blob_cache = BlobCache()
     app.state.version_index = {}
-    app.state.manifests = ManifestCache(app.state.session_factory, settings.resolve_cache_s)
+    app.state.feed_waiters = FeedWaiters()
+    app.state.pg_listener = None  # started with the app (see _lifespan)
+    app.state.manifests = ManifestCache(
+        app.state.session_factory, settings.resolve_cache_s, on_event=app.state.feed_waiters.wake
+    )
 
     install_error_handlers(app)
     dataset_limit = settings.max_dataset_bytes
@@ -72,9 +82,30 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        serving_router,
     ):
         app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """While serving: the LISTEN thread that pushes alias moves (PostgreSQL, pg_listen)."""
+    settings = app.state.settings
+    listener = None
+    if settings.pg_listen:
+        url = settings.listen_database_url
+        listener = PgListener.for_engine(
+            app.state.engine, app.state.manifests, url.get_secret_value() if url else None
+        )
+    if listener is not None:
+        app.state.pg_listener = listener.start()
+    try:
+        yield
+    finally:
+        if listener is not None:
+            app.state.pg_listener = None
+            listener.stop()
 
 
 def _default_dispatcher(settings: Settings) -> JobDispatcher:

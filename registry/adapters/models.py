@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, BigIntPK, JSONType, UTCDateTime, new_id, utcnow
@@ -70,10 +78,16 @@ class AliasEvent(Base):
     """Append-only alias history; `seq` is global and monotonic, so it is the change feed."""
 
     __tablename__ = "alias_events"
-    __table_args__ = (CheckConstraint("kind IN ('set', 'rollback')", name="kind"),)
+    __table_args__ = (
+        CheckConstraint("kind IN ('set', 'rollback')", name="kind"),
+        # The feed reads a tenant's events after a seq; history reads one alias's in order.
+        # Both also serve the foreign keys' cascades (their first column).
+        Index("ix_alias_events_tenant_id_seq", "tenant_id", "seq"),
+        Index("ix_alias_events_adapter_id_alias_seq", "adapter_id", "alias", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     adapter_id: Mapped[str] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(String(200))
     adapter_name: Mapped[str] = mapped_column(String(200))

@@ -1,11 +1,8 @@
-"""Adapters, versions, blobs, aliases (publish, rollback), resolve and the change feed."""
+"""Adapters, versions, blobs and aliases (publish, rollback); resolve and the feed: serving.py."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hashlib
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -15,28 +12,27 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from registry.adapters import service
 from registry.adapters.blobs import blob_response
 from registry.adapters.peft_export import peft_zip
+from registry.adapters.pg_listener import EVENT_SEQS
 from registry.adapters.schemas import (
     AdapterOut,
     AliasEventOut,
     AliasOut,
-    FeedOut,
-    Manifest,
     PublishIn,
     RollbackIn,
     VersionOut,
 )
+from registry.adapters.serving import manifest_out
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.etags import alias_precondition, etag_matches
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
-from registry.names import AdapterName, AliasName, UserId
+from registry.names import AliasName, UserId
 
 router = APIRouter(tags=["adapters"])
 
-FEED_POLL_S = 0.2
 VERSION_INDEX_MAX = 200_000
-MAX_WAIT_S = 60.0
+PUSH_WAIT_S = 0.5  # most a publish waits for every process to apply it (normally ~1 ms)
 
 
 def _version_out(adapter_id: str, version) -> VersionOut:
@@ -173,17 +169,36 @@ def download_peft(
 def _alias_out(session, tenant_id: str, adapter_id: str, alias, response: Response) -> AliasOut:
     response.headers["ETag"] = f'"{alias.generation}"'
     number = service._number_of(session, alias.version_id)
+    # The writer gets what resolve serves from now on (read your writes, even elsewhere).
+    adapter = service.get_adapter(session, tenant_id, adapter_id)
+    manifest = service.resolve(session, tenant_id, adapter.user_id, adapter.name, alias.name)
     return AliasOut(
-        adapter_id=adapter_id, alias=alias.name, version=number, generation=alias.generation
+        adapter_id=adapter_id,
+        alias=alias.name,
+        version=number,
+        generation=alias.generation,
+        manifest=manifest_out(manifest),
     )
 
 
 def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str, alias: str):
-    """Once the move commits, this process serves the new target at once (others within
-    the cache's max age, through the feed)."""
+    """Once the move commits, this process serves the new target at once; with push, the
+    answer waits (briefly) until every API process has applied it too. Without push they
+    see it at their next poll."""
     adapter = service.get_adapter(session, tenant_id, adapter_id)
     key = (tenant_id, adapter.user_id, adapter.name, alias)
-    after_commit(session, lambda: request.app.state.manifests.forget(key))
+    state = request.app.state
+    seqs = session.info.get(EVENT_SEQS, [])
+
+    def published() -> None:
+        state.manifests.forget(key)
+        if not seqs:
+            return
+        state.feed_waiters.wake(tenant_id, max(seqs))  # this process's waiters: at once
+        if state.pg_listener is not None:
+            state.pg_listener.wait_everywhere(state.engine, max(seqs), PUSH_WAIT_S)
+
+    after_commit(session, published)
 
 
 @router.put("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
@@ -248,68 +263,3 @@ def alias_history(
     """Every move of the alias, oldest first."""
     events = service.alias_history(session, principal.tenant_id, adapter_id, alias)
     return [AliasEventOut.model_validate(e) for e in events]
-
-
-def _resolve(request: Request, tenant_id: str, user_id: str, adapter: str, alias: str) -> dict:
-    with session_scope(request.app.state.session_factory) as session:
-        return service.resolve(session, tenant_id, user_id, adapter, alias)
-
-
-@router.get("/v1/resolve", response_model=Manifest, responses={304: {}})
-async def resolve(
-    request: Request,
-    response: Response,
-    principal: ReadDep,
-    user_id: Annotated[UserId, Query()],
-    adapter: Annotated[AdapterName, Query()] = "default",
-    alias: Annotated[AliasName, Query()] = "live",
-):
-    """The manifest a downstream server loads a user's adapter from (ETag; 304 when unchanged)."""
-    # The hottest read path: served from the feed-invalidated cache when it can be, else
-    # one thread-pool hop for all of its database work.
-    cache = request.app.state.manifests
-    key = (principal.tenant_id, user_id, adapter, alias)
-    if cache.enabled and cache.needs_refresh():
-        await run_in_threadpool(cache.refresh)
-    manifest = cache.get(key) if cache.enabled else None
-    if manifest is None:
-        high_water = cache.high_water
-        manifest = await run_in_threadpool(
-            _resolve, request, principal.tenant_id, user_id, adapter, alias
-        )
-        if cache.enabled:
-            cache.put(key, manifest, high_water)
-    tag = hashlib.sha256(
-        f"{manifest['adapter_id']}:{alias}:{manifest['alias_generation']}".encode()
-    ).hexdigest()[:32]
-    etag = f'"{tag}"'
-    if etag_matches(request, etag):
-        return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    base = f"/v1/adapters/{manifest['adapter_id']}/versions/{manifest['version']}"
-    return Manifest(**manifest, blob_url=f"{base}/blob", peft_url=f"{base}/peft")
-
-
-def _read_feed(request: Request, tenant_id: str, after: int, limit: int) -> list[AliasEventOut]:
-    with session_scope(request.app.state.session_factory) as session:
-        events = service.read_feed(session, tenant_id, after, limit)
-        return [AliasEventOut.model_validate(e) for e in events]
-
-
-@router.get("/v1/feed", response_model=FeedOut)
-async def feed(
-    request: Request,
-    principal: ReadDep,
-    after: int = Query(0, ge=0, le=2**62),
-    wait: float = Query(0, ge=0, le=MAX_WAIT_S, description="Long-poll up to this many seconds."),
-    limit: int = Query(100, ge=1, le=1000),
-) -> FeedOut:
-    """Alias changes after sequence `after`, in order; with `wait`, answers as soon as one
-    arrives or when the wait is over."""
-    deadline = time.monotonic() + wait
-    while True:
-        events = await run_in_threadpool(_read_feed, request, principal.tenant_id, after, limit)
-        if events or time.monotonic() >= deadline or await request.is_disconnected():
-            last = events[-1].seq if events else after
-            return FeedOut(events=events, last_seq=last)
-        await asyncio.sleep(min(FEED_POLL_S, max(0.0, deadline - time.monotonic())))

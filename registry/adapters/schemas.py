@@ -38,6 +38,10 @@ class AliasOut(BaseModel):
     alias: str
     version: int
     generation: int
+    manifest: Manifest = Field(
+        description="What resolve serves for this alias now; resolve with "
+        "min_generation=generation to read this write back on any server."
+    )
 
 
 class PublishIn(BaseModel):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from registry import names
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
+from registry.adapters.pg_listener import notify_alias_event
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, NotFound, PreconditionFailed
 
@@ -274,6 +275,7 @@ def _append_event(session, adapter, alias, kind, from_version, to_version) -> Al
     )
     session.add(event)
     session.flush()
+    notify_alias_event(session, event)  # delivered to every API process on commit
     return event
 
 

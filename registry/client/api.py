@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+WRITES_REMEMBERED = 10_000  # aliases whose last own write a client keeps reading back
+
+
 class ClientError(Exception):
     """An error answer (or a transport failure after all retries, status 0)."""
 
@@ -127,6 +130,8 @@ class RegistryClient:
         self.max_backoff = max_backoff
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self._sleep = sleep
+        # (user, adapter name, alias) -> the generation this client moved it to
+        self._written: dict[tuple[str, str, str], int] = {}
 
     def close(self) -> None:
         if self._owns_http:
@@ -177,9 +182,42 @@ class RegistryClient:
 
     # -- resolve and blobs ---------------------------------------------------------------
 
-    def resolve(self, user_id: str, adapter: str = "default", alias: str = "live") -> Manifest:
-        params = {"user_id": user_id, "adapter": adapter, "alias": alias}
-        return Manifest.model_validate(self._json("GET", "/v1/resolve", params=params))
+    def resolve(
+        self,
+        user_id: str,
+        adapter: str = "default",
+        alias: str = "live",
+        *,
+        min_generation: int | None = None,
+    ) -> Manifest:
+        """The alias's manifest, at `min_generation` or later (e.g. a feed event's
+        `generation`) and never older than a move this client made: any API process,
+        however its cache stands, answers with this client's own writes."""
+        params: dict[str, Any] = {"user_id": user_id, "adapter": adapter, "alias": alias}
+        wanted = max(min_generation or 0, self._written.get((user_id, adapter, alias), 0))
+        if wanted:
+            params["min_generation"] = wanted
+        attempt = 0
+        while True:
+            try:
+                return Manifest.model_validate(self._json("GET", "/v1/resolve", params=params))
+            except ClientError as exc:
+                # A database replica behind its primary catches up within moments.
+                if exc.code != "generation_not_visible" or attempt >= self.retries:
+                    raise
+            self._sleep(min(self.max_backoff, self.backoff * 2**attempt))
+            attempt += 1
+
+    def _remember(self, answer: dict) -> dict:
+        """Note the generation a publish or rollback answer says this client wrote."""
+        manifest = answer.get("manifest")
+        if manifest:
+            if len(self._written) >= WRITES_REMEMBERED:
+                self._written.clear()
+            key = (manifest["user_id"], manifest["adapter_name"], manifest["alias"])
+            generation = manifest["alias_generation"]
+            self._written[key] = max(self._written.get(key, 0), generation)
+        return answer
 
     def cache_path(self, sha256: str) -> Path:
         if self.cache_dir is None:
@@ -330,12 +368,13 @@ class RegistryClient:
         self, adapter_id: str, alias: str, version: int, if_match: int | None = None
     ) -> dict:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
-        return self._json(
+        answer = self._json(
             "PUT",
             f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}",
             json={"version": version},
             headers=headers,
         )
+        return self._remember(answer)
 
     def get_alias(self, adapter_id: str, alias: str) -> dict:
         return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}")
@@ -348,12 +387,13 @@ class RegistryClient:
         if_match: int | None = None,
     ) -> dict:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
-        return self._json(
+        answer = self._json(
             "POST",
             f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/rollback",
             json={"to_version": to_version} if to_version is not None else None,
             headers=headers,
         )
+        return self._remember(answer)
 
     def history(self, adapter_id: str, alias: str) -> list[dict]:
         return self._json(

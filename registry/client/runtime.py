@@ -183,9 +183,11 @@ class ServingRuntime:
 
     # -- users -------------------------------------------------------------------------
 
-    def load_user(self, user_id: str) -> LoadedUser:
-        """Resolve the user's adapter, download it (cached), and put it into the bank."""
-        manifest = self._client().resolve(user_id, self.adapter, self.alias)
+    def load_user(self, user_id: str, min_generation: int | None = None) -> LoadedUser:
+        """Resolve the user's adapter (at `min_generation` or later), download it (cached),
+        and put it into the bank."""
+        client = self._client()
+        manifest = client.resolve(user_id, self.adapter, self.alias, min_generation=min_generation)
         return self.load_manifest(manifest)
 
     def load_manifest(self, manifest: Manifest) -> LoadedUser:
@@ -292,7 +294,8 @@ class ServingRuntime:
         current = self.users.get(event.user_id)
         if current is None or current.manifest.alias_generation >= event.generation:
             return False
-        self.load_user(event.user_id)
+        # Another API process may not have heard of this move yet: ask for it by generation.
+        self.load_user(event.user_id, min_generation=event.generation)
         return True
 
     def sync(self, feed: Iterable[FeedEvent | Mapping[str, Any]] | None = None) -> list[str]:
