@@ -11,6 +11,7 @@ from registry.adapters.blobs import BlobCache
 from registry.adapters.manifest_cache import ManifestCache
 from registry.api.deps import AuthCache
 from registry.api.errors import install_error_handlers
+from registry.api.input_guard import InputGuardMiddleware
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
@@ -59,6 +60,8 @@ def create_app(
     def limit_for(path: str) -> int:
         return dataset_limit if path.startswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
 
+    # Inside the body limit, so the guard never buffers more than a JSON body may hold.
+    app.add_middleware(InputGuardMiddleware, skip_prefixes=UPLOAD_PATHS)
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
     app.add_middleware(MetricsMiddleware)
     for router in (

@@ -30,6 +30,12 @@ def _field_errors(exc: RequestValidationError) -> list[dict]:
     return fields
 
 
+def invalid_response(fields: list[dict]) -> JSONResponse:
+    """422 for input that breaks a rule, naming each field: the one shape for all of them."""
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return error_response(422, "invalid", f"invalid request: {summary}", fields)
+
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
@@ -42,9 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _field_errors(exc)
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
-        return error_response(422, "invalid", f"invalid request: {summary}", fields)
+        return invalid_response(_field_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from registry.config import Settings
 from registry.db import get_owned
 from registry.errors import Invalid, TooLarge
+from registry.input_rules import JsonInputError, load_json
 from registry.jobs.models import TASKS, Dataset
 
 MAX_REPORTED_ERRORS = 20
@@ -41,6 +42,27 @@ def _row_error(row: object, task: str) -> str | None:
     return None
 
 
+def jsonl_lines(text: str) -> Iterator[str]:
+    """The lines of JSONL text: split on "\n" only (a trailing "\r" dropped), since U+2028,
+    U+0085 and the other separators str.splitlines() also splits on are valid inside JSON
+    strings."""
+    for line in text.split("\n"):
+        yield line.removesuffix("\r")
+
+
+def parse_line(line: str, task: str) -> tuple[object, str | None]:
+    """One JSONL line as (row, problem): JSON held to registry.input_rules (no NUL, bounded
+    nesting), then the task's row shape."""
+    try:
+        row = load_json(line)
+    except JsonInputError as exc:
+        field_name, message = exc.problems[0]
+        return None, f"{field_name}: {message}" if field_name else message
+    except ValueError as exc:
+        return None, f"not valid JSON: {getattr(exc, 'msg', exc)}"
+    return row, _row_error(row, task)
+
+
 def validate_jsonl(data: bytes, task: str, max_rows: int) -> DatasetStats:
     """Check every line; raise Invalid listing bad lines (1-based) or TooLarge over max_rows."""
     if task not in TASKS:
@@ -54,18 +76,13 @@ def validate_jsonl(data: bytes, task: str, max_rows: int) -> DatasetStats:
         raise Invalid(f"dataset is not UTF-8 (byte {exc.start})", code="invalid_dataset") from exc
     stats = DatasetStats(rows=0, labels=[] if task == "sequence-classification" else None)
     seen_labels: set = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for number, line in enumerate(jsonl_lines(text), start=1):
+        if not line.strip(" \t"):  # JSON whitespace only: U+2028 alone is no blank line
             continue
         stats.rows += 1
         if stats.rows > max_rows:
             raise TooLarge(f"dataset has more than {max_rows} rows", details={"max_rows": max_rows})
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            problem = f"not valid JSON: {exc.msg}"
-        else:
-            problem = _row_error(row, task)
+        row, problem = parse_line(line, task)
         if problem:
             stats.errors.append({"line": number, "message": problem})
             if len(stats.errors) >= MAX_REPORTED_ERRORS:
