@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from registry import __version__
 from registry.adapters.blobs import BlobCache
 from registry.adapters.manifest_cache import ManifestCache
 from registry.api.deps import AuthCache
-from registry.api.errors import install_error_handlers
-from registry.api.input_guard import InputGuardMiddleware
+from registry.api.errors import ERROR_RESPONSES, install_error_handlers
+from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
@@ -42,6 +42,8 @@ def create_app(
         title="VeRA Registry",
         version=__version__,
         description="Per-user VeRA adapters: training jobs, versions, aliases and publishing.",
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(reject_unknown_query)],
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings

@@ -8,12 +8,15 @@ instead of a DataError (500) from PostgreSQL or a RecursionError in the parser.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from email.message import Message as MimeType
 from urllib.parse import parse_qsl
 
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api.errors import invalid_response
+from registry.errors import Invalid
 from registry.input_rules import JsonInputError, load_json, text_problem
 
 BODYLESS_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -33,17 +36,24 @@ def _is_json(scope: Scope) -> bool:
 
 
 def url_problems(scope: Scope) -> list[dict]:
-    """Text-rule problems in the (decoded) path, query parameters and header values."""
+    """Text-rule problems in the (decoded) path, query parameters and header values, and
+    query parameters given more than once (every one takes a single value: FastAPI would
+    silently keep the last)."""
     fields = []
     problem = text_problem(scope["path"])
     if problem:
         fields.append({"field": "path", "message": problem})
     query = scope.get("query_string", b"").decode("latin-1")
     # Starlette decodes the query the same way, so this sees what the routes will see.
-    for name, value in parse_qsl(query, keep_blank_values=True):
+    pairs = parse_qsl(query, keep_blank_values=True)
+    for name, value in pairs:
         problem = text_problem(name) or text_problem(value)
         if problem:
             fields.append({"field": f"query.{name}", "message": problem})
+    for name, count in Counter(name for name, _ in pairs).items():
+        if count > 1 and not text_problem(name):
+            message = f"given {count} times; pass it once"
+            fields.append({"field": f"query.{name}", "message": message})
     for name, value in scope["headers"]:
         if b"\x00" in value:
             message = "contains a NUL character, which a header may not contain"
@@ -63,6 +73,36 @@ def body_problems(body: bytes) -> list[dict]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         pass
     return []
+
+
+def _query_names(app: FastAPI, path: str, method: str) -> frozenset[str]:
+    """The query parameters an operation takes, as its OpenAPI document states them."""
+    if not hasattr(app.state, "query_names"):
+        app.state.query_names = {}
+    cache = app.state.query_names
+    key = (path, method)
+    if key not in cache:
+        operation = app.openapi()["paths"].get(path, {}).get(method.lower(), {})
+        params = operation.get("parameters", [])
+        cache[key] = frozenset(p["name"] for p in params if p["in"] == "query")
+    return cache[key]
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """An app-wide dependency: 422 for a query parameter the operation does not take, which
+    FastAPI would ignore (`?user=alice` for `?user_id=alice` would list everyone's jobs)."""
+    if not request.query_params:
+        return
+    route = request.scope["route"]
+    method = "GET" if request.method == "HEAD" else request.method
+    known = _query_names(request.app, route.path, method)
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise Invalid(
+            f"unknown query parameter(s) {unknown}; this operation takes: {takes}",
+            details=[{"field": f"query.{n}", "message": "unknown parameter"} for n in unknown],
+        )
 
 
 class InputGuardMiddleware:

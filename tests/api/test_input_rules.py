@@ -51,6 +51,19 @@ def test_nul_in_path_or_query_is_422(client, tenant, path, field):
     _assert_invalid(client.get(path, headers=tenant.auth()), field)
 
 
+def test_a_query_parameter_given_twice_is_422(client, tenant):
+    response = client.get("/v1/jobs?user_id=alice&user_id=bob", headers=tenant.auth())
+    _assert_invalid(response, "query.user_id", "given 2 times")
+
+
+def test_an_unknown_query_parameter_is_422(client, tenant):
+    response = client.get("/v1/jobs?user=alice", headers=tenant.auth())
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["details"] == [{"field": "query.user", "message": "unknown parameter"}]
+    assert "takes: cursor, limit, status, user_id" in error["message"]
+
+
 def test_nul_in_a_json_body_is_422_naming_the_field_and_stores_nothing(client, tenant):
     auth = tenant.auth()
     before = client.get("/v1/keys", headers=auth).json()
