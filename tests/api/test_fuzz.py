@@ -21,7 +21,7 @@ from tests.api.conftest import RecordingDispatcher
 from tests.pgdb import temporary_database
 
 SEEDS = (1, 2, 3)
-CASES_PER_OPERATION = 20
+CASES_PER_OPERATION = 12
 schemathesis.serializer.alias("application/x-ndjson", "application/octet-stream")
 
 
