@@ -75,16 +75,18 @@ def body_problems(body: bytes) -> list[dict]:
     return []
 
 
-def _query_names(app: FastAPI, path: str, method: str) -> frozenset[str]:
-    """The query parameters an operation takes, as its OpenAPI document states them."""
+def _query_names(app: FastAPI, path: str, method: str) -> frozenset[str] | None:
+    """The query parameters an operation takes, as its OpenAPI document states them; None
+    for a route the document leaves out (/metrics: scrapers may add their own)."""
     if not hasattr(app.state, "query_names"):
         app.state.query_names = {}
     cache = app.state.query_names
     key = (path, method)
     if key not in cache:
-        operation = app.openapi()["paths"].get(path, {}).get(method.lower(), {})
-        params = operation.get("parameters", [])
-        cache[key] = frozenset(p["name"] for p in params if p["in"] == "query")
+        operation = app.openapi()["paths"].get(path, {}).get(method.lower())
+        params = (operation or {}).get("parameters", [])
+        names = frozenset(p["name"] for p in params if p["in"] == "query")
+        cache[key] = names if operation is not None else None
     return cache[key]
 
 
@@ -96,6 +98,8 @@ async def reject_unknown_query(request: Request) -> None:
     route = request.scope["route"]
     method = "GET" if request.method == "HEAD" else request.method
     known = _query_names(request.app, route.path, method)
+    if known is None:
+        return
     unknown = [name for name in request.query_params if name not in known]
     if unknown:
         takes = ", ".join(sorted(known)) or "none"

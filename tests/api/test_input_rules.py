@@ -177,3 +177,24 @@ def test_job_cursor_and_event_after_beyond_int32(client, tenant):
     assert events.status_code == 200 and events.json() == []
     too_far = client.get(f"/v1/jobs/{job_id}/events?after=2147483648", headers=auth)
     _assert_invalid(too_far, "query.after", "less than or equal to 2147483647")
+
+
+def test_undocumented_routes_take_any_query(client):
+    assert client.get("/metrics?name[]=vera_jobs").status_code == 200
+
+
+def test_an_unexpected_exception_is_a_logged_500_in_the_envelope(app, client, caplog):
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {
+            "code": "internal",
+            "message": "internal error; see the server log",
+            "details": None,
+        }
+    }
+    assert any(r.levelname == "ERROR" and r.exc_info for r in caplog.records)
