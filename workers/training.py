@@ -16,6 +16,7 @@ from registry.base_models.models import BaseModel, Projection
 from registry.config import Settings
 from registry.db import session_scope
 from registry.jobs import lease
+from registry.jobs.datasets import jsonl_lines
 from registry.jobs.models import Dataset, Job
 from workers.model_cache import BaseModelMismatch, ModelCache
 
@@ -244,7 +245,8 @@ class UserInputError(Exception):
 
 def _examples(ctx: WorkerContext, spec: JobSpec) -> list[dict]:
     text = ctx.store.get(spec.dataset.blob_sha256).decode("utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    # The same line rule the upload was validated with (U+2028 inside a string is no break).
+    rows = [json.loads(line) for line in jsonl_lines(text) if line.strip()]
     if spec.dataset.task == "sequence-classification":
         index = {json.dumps(label): i for i, label in enumerate(spec.dataset.labels)}
         rows = [{"text": r["text"], "label": index[json.dumps(r["label"])]} for r in rows]
