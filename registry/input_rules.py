@@ -64,6 +64,10 @@ def _field(path: tuple) -> str:
     )
 
 
+# One decoder for all calls: json.loads with any option builds a new one each time.
+_DECODER = json.JSONDecoder(parse_constant=_not_json_number)
+
+
 def json_problems(value: Any, max_depth: int = MAX_JSON_DEPTH) -> list[tuple[str, str]]:
     """(field path, problem) for each string or key breaking the text rule and each
     container nested deeper than `max_depth`; iterative, so depth cannot exhaust the stack."""
@@ -95,8 +99,10 @@ def json_problems(value: Any, max_depth: int = MAX_JSON_DEPTH) -> list[tuple[str
 def load_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """json.loads held to the rules: raises JSONDecodeError for bad syntax and JsonInputError
     for NaN/Infinity, too deep nesting, NUL or lone surrogates."""
+    if isinstance(text, bytes):  # as json.loads decodes bytes, so the rules see the same text
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
     try:
-        value = json.loads(text, parse_constant=_not_json_number)
+        value = _DECODER.decode(text)
     except RecursionError:
         # The C parser refuses depth before Python's stack runs out; report it as a rule.
         raise JsonInputError([("", f"nested deeper than {max_depth} levels")]) from None
