@@ -1,8 +1,9 @@
-"""ASGI middleware holding the path, query, headers and JSON bodies to registry.input_rules.
+"""The API's edge: path, query, headers and JSON bodies held to registry.input_rules.
 
 One place for every route, present and future: a NUL character or a lone surrogate in
-any string, or JSON nested too deeply, is a 422 naming the field before a route runs,
-instead of a DataError (500) from PostgreSQL or a RecursionError in the parser.
+any string, JSON nested too deeply, or a repeated or unknown query parameter is a 422
+naming the field before a route runs, instead of a DataError (500) from PostgreSQL, a
+RecursionError in the parser, or a silently ignored typo.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ BODYLESS_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def _is_json(scope: Scope) -> bool:
-    """FastAPI's own rule for parsing a body as JSON: no content type, or */json, */*+json."""
+    """FastAPI's own rule for parsing a body as JSON: no content type (on a method that has
+    a body), application/json or application/*+json."""
     content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
     if content_type is None:
         return scope["method"] not in BODYLESS_METHODS
