@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from registry import __version__
 from registry.adapters.blobs import BlobCache
@@ -14,7 +14,8 @@ from registry.adapters.feed_wait import FeedWaiters
 from registry.adapters.manifest_cache import ManifestCache
 from registry.adapters.pg_listener import PgListener
 from registry.api.deps import AuthCache
-from registry.api.errors import install_error_handlers
+from registry.api.errors import ERROR_RESPONSES, install_error_handlers
+from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
@@ -47,6 +48,8 @@ def create_app(
         version=__version__,
         description="Per-user VeRA adapters: training jobs, versions, aliases and publishing.",
         lifespan=_lifespan,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(reject_unknown_query)],
     )
     engine = make_engine(settings.database_url)
     app.state.settings = settings
@@ -69,6 +72,8 @@ def create_app(
     def limit_for(path: str) -> int:
         return dataset_limit if path.startswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
 
+    # Inside the body limit, so the guard never buffers more than a JSON body may hold.
+    app.add_middleware(InputGuardMiddleware, skip_prefixes=UPLOAD_PATHS)
     app.add_middleware(
         BodyLimitMiddleware,
         limit_for=limit_for,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -17,6 +18,7 @@ from registry.base_models.models import BaseModel, Projection
 from registry.config import Settings
 from registry.db import session_scope
 from registry.jobs import lease
+from registry.jobs.datasets import numbered_lines
 from registry.jobs.errors import UserInputError
 from registry.jobs.models import Dataset, Job
 from workers.model_cache import BaseModelMismatch, ModelCache
@@ -253,8 +255,10 @@ def _system_error_event(exc: BaseException, attempt: int) -> dict:
 
 
 def _examples(ctx: WorkerContext, spec: JobSpec) -> list[dict]:
-    text = ctx.store.get(spec.dataset.blob_sha256).decode("utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    data = io.BytesIO(ctx.store.get(spec.dataset.blob_sha256))
+    # The same line rule the upload was validated with (U+2028 inside a string is no break).
+    lines = numbered_lines(data, ctx.settings.max_dataset_line_bytes)
+    rows = [json.loads(line) for _, line in lines if line.strip(" \t")]
     if spec.dataset.task == "sequence-classification":
         index = {json.dumps(label): i for i, label in enumerate(spec.dataset.labels)}
         rows = [{"text": r["text"], "label": index[json.dumps(r["label"])]} for r in rows]

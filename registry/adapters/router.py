@@ -24,7 +24,7 @@ from registry.adapters.schemas import (
 from registry.adapters.serving import manifest_out
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.etags import alias_precondition, etag_matches
-from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from registry.api.pagination import MAX_LIMIT, ByNumber, Page, decode_cursor, encode_cursor
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
 from registry.names import AliasName, UserId
@@ -73,9 +73,7 @@ def list_versions(
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
 ) -> Page[VersionOut]:
     """Versions, oldest first."""
-    after = decode_cursor(cursor) or 0
-    if not isinstance(after, int):
-        raise BadRequest("malformed cursor", code="bad_cursor")
+    after = decode_cursor(cursor, ByNumber) or 0
     rows = service.list_versions(
         session, principal.tenant_id, adapter_id, after_number=after, limit=limit
     )

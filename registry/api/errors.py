@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx answer (and the 500 that would be a bug)."""
+
+    error: ErrorBody
+
+
+# Documented on every operation, so clients and schema-driven tests know the error shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {
+        "model": ErrorOut,
+        "description": "Bad input, auth, missing or conflicting: see `error.code`.",
+    }
+}
 
 
 def error_response(
@@ -31,6 +55,22 @@ def _field_errors(exc: RequestValidationError) -> list[dict]:
     return fields
 
 
+def invalid_response(fields: list[dict]) -> JSONResponse:
+    """422 for input that breaks a rule, naming each field: the one shape for all of them."""
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    return error_response(422, "invalid", f"invalid request: {summary}", fields)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path takes: Starlette's 405 names only the first route that matched
+    the path, though GET and POST on one path are two routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 CLIENT_CLOSED_REQUEST = 499
 
@@ -44,9 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = _field_errors(exc)
-        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
-        return error_response(422, "invalid", f"invalid request: {summary}", fields)
+        return invalid_response(_field_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -57,7 +95,10 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "_")
         message = exc.detail if isinstance(exc.detail, str) else phrase
         details = getattr(exc, "details", None)  # the body limits' (registry.api.middleware)
-        return error_response(exc.status_code, code, message, details, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(_request)}
+        return error_response(exc.status_code, code, message, details, headers=headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, _exc: ClientDisconnect) -> Response:

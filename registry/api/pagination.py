@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
 import json
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 
 from registry.errors import BadRequest
+from registry.input_rules import Int32, Text
 
 T = TypeVar("T")
 
@@ -25,13 +28,29 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> Any:
+# What each list pages by: a cursor is checked against its endpoint's shape (type and
+# range of every component) before any of it reaches a query.
+RowId = Annotated[Text, Field(min_length=1, max_length=64)]
+ById = RowId
+ByNumber = Int32
+ByCreatedAt = tuple[AwareDatetime, RowId]
+
+
+@functools.cache
+def _adapter(shape: Any) -> TypeAdapter:
+    return TypeAdapter(shape)
+
+
+def decode_cursor(cursor: str | None, shape: type[T]) -> T | None:
+    """The value of a next_cursor this API issued, validated strictly as `shape`; 400
+    bad_cursor for anything else."""
     if not cursor:
         return None
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
+        raw = base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode())
+        # Strict: `true` is no integer, a naive timestamp no point in time.
+        return _adapter(shape).validate_json(raw, strict=True)
+    except (ValueError, binascii.Error) as exc:  # pydantic's ValidationError is a ValueError
         raise BadRequest(
             "malformed cursor: pass back the next_cursor of the previous page unchanged",
             code="bad_cursor",

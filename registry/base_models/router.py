@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from registry.api.deps import AdminDep, ReadDep, SessionDep
-from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from registry.api.pagination import MAX_LIMIT, ById, Page, decode_cursor, encode_cursor
 from registry.base_models import service
 from registry.base_models.schemas import BaseModelIn, BaseModelOut, ProjectionIn, ProjectionOut
 
@@ -31,9 +31,8 @@ def list_base_models(
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
 ) -> Page[BaseModelOut]:
     """Base models of this tenant."""
-    after = decode_cursor(cursor)
     rows = service.list_base_models(
-        session, principal.tenant_id, after_id=str(after) if after else None, limit=limit
+        session, principal.tenant_id, after_id=decode_cursor(cursor, ById), limit=limit
     )
     next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
     return Page(items=[BaseModelOut.model_validate(r) for r in rows], next_cursor=next_cursor)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from registry.cli.app import main
+from registry.cli.app import json_option, main
 from registry.config import get_settings
 
 
@@ -41,7 +41,7 @@ def _session():
 @tenants.command("create")
 @click.argument("name")
 @click.option("--scopes", default="admin", show_default=True, help="Comma-separated scopes.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def tenants_create(name: str, scopes: str, as_json: bool) -> None:
     """Create tenant NAME and a first API key (shown once)."""
     from registry.tenants import service
@@ -63,7 +63,7 @@ def tenants_create(name: str, scopes: str, as_json: bool) -> None:
 
 
 @tenants.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 def tenants_list(as_json: bool) -> None:
     """Every tenant."""
     from registry.cli import output

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from registry.cli import output
-from registry.cli.app import main
+from registry.cli.app import json_option, main
 from registry.cli.params import USER_ID
 from registry.client.api import ClientError, RegistryClient
 from registry.config import Settings, get_settings
@@ -64,7 +64,7 @@ def remote_command(function):
 
     @click.option("--url", envvar="VERA_URL", help="Registry URL [env VERA_URL].")
     @click.option("--api-key", envvar="VERA_API_KEY", help="API key [env VERA_API_KEY].")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+    @json_option
     @functools.wraps(function)
     def wrapper(*args, url: str | None, api_key: str | None, as_json: bool, **kwargs):
         remote = Remote.connect(url, api_key, as_json)

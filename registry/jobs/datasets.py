@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count
@@ -15,6 +14,7 @@ from sqlalchemy.orm import Session
 from registry.config import Settings
 from registry.db import get_owned
 from registry.errors import Invalid, TooLarge
+from registry.input_rules import JsonInputError, load_json
 from registry.jobs.models import TASKS, Dataset
 
 MAX_REPORTED_ERRORS = 20
@@ -49,13 +49,14 @@ def _row_error(row: object, task: str) -> str | None:
 
 def numbered_lines(handle: BinaryIO, max_line_bytes: int) -> Iterator[tuple[int, str]]:
     """(1-based number, text) of each line, read one at a time so that memory stays bounded
-    by `max_line_bytes`. Lines end at b"\\n" only: U+2028 or U+0085 in a string is no break."""
+    by `max_line_bytes`. Lines end at b"\\n" only (a trailing b"\\r" dropped): U+2028,
+    U+0085 and the other breaks str.splitlines() knows are valid inside JSON strings."""
     offset = 0
     for number in count(1):
         raw = handle.readline(max_line_bytes + 1)
         if not raw:
             return
-        content = raw.removesuffix(b"\n")
+        content = raw.removesuffix(b"\n").removesuffix(b"\r")
         if len(content) > max_line_bytes:
             raise Invalid(
                 f"line {number} is longer than {max_line_bytes} bytes; split long texts into "
@@ -74,6 +75,19 @@ def numbered_lines(handle: BinaryIO, max_line_bytes: int) -> Iterator[tuple[int,
         yield number, text
 
 
+def parse_line(line: str, task: str) -> tuple[object, str | None]:
+    """One JSONL line as (row, problem): JSON held to registry.input_rules (no NUL, bounded
+    nesting), then the task's row shape."""
+    try:
+        row = load_json(line)
+    except JsonInputError as exc:
+        field_name, message = exc.problems[0]
+        return None, f"{field_name}: {message}" if field_name else message
+    except ValueError as exc:
+        return None, f"not valid JSON: {getattr(exc, 'msg', exc)}"
+    return row, _row_error(row, task)
+
+
 def validate_jsonl(
     data: bytes | BinaryIO, task: str, max_rows: int, max_line_bytes: int = MAX_LINE_BYTES
 ) -> DatasetStats:
@@ -88,17 +102,12 @@ def validate_jsonl(
     stats = DatasetStats(rows=0, labels=[] if task == "sequence-classification" else None)
     seen_labels: set = set()
     for number, line in numbered_lines(handle, max_line_bytes):
-        if not line.strip():
+        if not line.strip(" \t"):  # JSON whitespace only: U+2028 alone is no blank line
             continue
         stats.rows += 1
         if stats.rows > max_rows:
             raise TooLarge(f"dataset has more than {max_rows} rows", details={"max_rows": max_rows})
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            problem = f"not valid JSON: {exc.msg}"
-        else:
-            problem = _row_error(row, task)
+        row, problem = parse_line(line, task)
         if problem:
             stats.errors.append({"line": number, "message": problem})
             if len(stats.errors) >= MAX_REPORTED_ERRORS:

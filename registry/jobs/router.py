@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -13,10 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from registry.api.deps import DispatcherDep, ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
-from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from registry.api.pagination import MAX_LIMIT, ByCreatedAt, Page, decode_cursor, encode_cursor
 from registry.api.uploads import spooled_body
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
+from registry.input_rules import Int32
 from registry.jobs import datasets
 from registry.jobs import service as jobs
 from registry.jobs.schemas import DatasetOut, JobEventOut, JobOut, JobRequest, Task
@@ -118,15 +118,12 @@ def list_jobs(
     """Jobs, newest first."""
     if status is not None and status not in JOB_STATES:
         raise BadRequest(f"status must be one of {list(JOB_STATES)}", code="bad_status")
-    before = decode_cursor(cursor)
-    if before is not None and not _valid_job_cursor(before):
-        raise BadRequest("malformed cursor", code="bad_cursor")
     rows = jobs.list_jobs(
         session,
         principal.tenant_id,
         user_id=user_id,
         state=status,
-        before=tuple(before) if before else None,
+        before=decode_cursor(cursor, ByCreatedAt),
         limit=limit,
     )
     next_cursor = (
@@ -135,16 +132,6 @@ def list_jobs(
         else None
     )
     return Page(items=[JobOut.model_validate(r) for r in rows], next_cursor=next_cursor)
-
-
-def _valid_job_cursor(value) -> bool:
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
-        return False
-    try:
-        datetime.fromisoformat(value[0])
-    except ValueError:
-        return False
-    return True
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)
@@ -175,7 +162,7 @@ async def job_events(
     job_id: str,
     request: Request,
     principal: ReadDep,
-    after: int = Query(0, ge=0, le=2**31),
+    after: Annotated[Int32, Query(description="The last event seq already seen.")] = 0,
     limit: int = Query(200, ge=1, le=1000),
 ):
     """Events after `after`; with `Accept: text/event-stream`, a live stream that ends when

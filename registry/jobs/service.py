@@ -192,17 +192,17 @@ def list_jobs(
     *,
     user_id: str | None = None,
     state: str | None = None,
-    before: tuple[str, str] | None = None,
+    before: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> list[Job]:
-    """Newest first; `before` is the (created_at ISO, id) of the last job of the prior page."""
+    """Newest first; `before` is the (created_at, id) of the last job of the prior page."""
     query = select(Job).where(Job.tenant_id == tenant_id)
     if user_id is not None:
         query = query.where(Job.user_id == user_id)
     if state is not None:
         query = query.where(Job.state == state)
     if before is not None:
-        created_at, job_id = datetime.fromisoformat(before[0]), before[1]
+        created_at, job_id = before
         query = query.where(
             (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
         )

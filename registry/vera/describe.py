@@ -7,8 +7,37 @@ from pathlib import Path
 
 import torch
 
+from registry.errors import Invalid
+
 from .hashing import discover_layers, hash_safetensors_dir, max_dims
 from .projection import GENERATOR_ID, fingerprint, generate_projection
+
+
+def _not_a_model(directory: Path, why: str) -> Invalid:
+    return Invalid(
+        f"{directory} is not a model folder: {why} (a folder written by transformers' "
+        "save_pretrained(..., safe_serialization=True) is)",
+        code="not_a_model",
+        details={"path": str(directory)},
+    )
+
+
+def check_model_folder(directory: Path) -> None:
+    """Raise Invalid (not a traceback) unless `directory` holds a config.json that names a
+    model type and *.safetensors weights."""
+    if not directory.is_dir():
+        raise _not_a_model(directory, "no such folder")
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise _not_a_model(directory, "it has no config.json")
+    try:
+        config = json.loads(config_path.read_text())
+    except (ValueError, OSError) as exc:
+        raise _not_a_model(directory, f"config.json is not readable JSON ({exc})") from exc
+    if not isinstance(config, dict) or not config.get("model_type"):
+        raise _not_a_model(directory, "config.json names no model_type")
+    if not any(directory.glob("*.safetensors")):
+        raise _not_a_model(directory, "it has no *.safetensors weights")
 
 
 def describe_base_model(path: str | Path) -> dict:
@@ -16,7 +45,11 @@ def describe_base_model(path: str | Path) -> dict:
     from transformers import AutoConfig, AutoModel
 
     directory = Path(path)
-    config = AutoConfig.from_pretrained(directory)
+    check_model_folder(directory)
+    try:
+        config = AutoConfig.from_pretrained(directory)
+    except (OSError, ValueError) as exc:  # e.g. a model_type this transformers does not know
+        raise _not_a_model(directory, str(exc).splitlines()[0]) from exc
     # The meta device gives shapes without allocating or reading any weights.
     with torch.device("meta"):
         model = AutoModel.from_config(config)

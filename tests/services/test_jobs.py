@@ -147,9 +147,7 @@ def test_cancel_queued_job_and_list(ready):
         jobs.request_cancel(session, tenant.id, first.id)
     assert [j.id for j in jobs.list_jobs(session, tenant.id, state="queued")] == [second.id]
     page = jobs.list_jobs(session, tenant.id, limit=1)
-    rest = jobs.list_jobs(
-        session, tenant.id, limit=5, before=(page[0].created_at.isoformat(), page[0].id)
-    )
+    rest = jobs.list_jobs(session, tenant.id, limit=5, before=(page[0].created_at, page[0].id))
     assert {j.id for j in page + rest} == {first.id, second.id} and len(rest) == 1
 
 

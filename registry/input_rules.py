@@ -1,0 +1,116 @@
+"""Rules all client input obeys before it reaches the database (docs/api.md, "Input rules").
+
+PostgreSQL stores no NUL character in text and no lone UTF-16 surrogate (psycopg raises
+DataError), 32-bit integer columns end at 2**31 - 1, and a JSON parser recurses once per
+nesting level. Each rule lives here once and is applied at the edge: the API's input guard
+(path, query, headers, JSON bodies), dataset lines and cursors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+INT32_MAX = 2**31 - 1
+MAX_JSON_DEPTH = 64
+MAX_REPORTED = 20
+
+# Every integer that goes into a 32-bit column (sequence numbers, versions, counters).
+Int32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text, or None."""
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which text may not contain"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (\\ud800-\\udfff), which is not valid Unicode"
+    return None
+
+
+def _checked_text(value: str) -> str:
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+# A string field held to the text rule (pydantic), for input parsed outside the guard.
+Text = Annotated[str, AfterValidator(_checked_text)]
+
+
+class JsonInputError(ValueError):
+    """JSON that parsed (or nested too deeply to parse) but breaks a rule: [(field, message)]."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" if f else m for f, m in problems))
+        self.problems = problems
+
+
+def _not_json_number(name: str) -> Any:
+    raise JsonInputError([("", f"{name} is not a JSON number")])
+
+
+def _field(path: tuple) -> str:
+    """A dotted field path; a key that breaks the text rule is shown escaped, so the answer
+    naming it can itself be encoded."""
+    return ".".join(
+        json.dumps(part)[1:-1] if isinstance(part, str) and text_problem(part) else str(part)
+        for part in path
+    )
+
+
+# One decoder for all calls: json.loads with any option builds a new one each time.
+_DECODER = json.JSONDecoder(parse_constant=_not_json_number)
+
+
+def json_problems(value: Any, max_depth: int = MAX_JSON_DEPTH) -> list[tuple[str, str]]:
+    """(field path, problem) for each string or key breaking the text rule and each
+    container nested deeper than `max_depth`; iterative, so depth cannot exhaust the stack."""
+    problems: list[tuple[str, str]] = []
+    stack: list[tuple[Any, tuple, int]] = [(value, (), 0)]
+    while stack and len(problems) < MAX_REPORTED:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem:
+                problems.append((_field(path), problem))
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth >= max_depth:
+            problems.append((_field(path), f"nested deeper than {max_depth} levels"))
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                problem = text_problem(key)
+                if problem:
+                    problems.append((_field((*path, key)), f"key {problem}"))
+                stack.append((child, (*path, key), depth + 1))
+        else:
+            stack.extend((child, (*path, index), depth + 1) for index, child in enumerate(item))
+    return problems
+
+
+def load_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads held to the rules: raises JSONDecodeError for bad syntax and JsonInputError
+    for NaN/Infinity, too deep nesting, NUL or lone surrogates."""
+    if isinstance(text, bytes):  # as json.loads decodes bytes, so the rules see the same text
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        # The C parser refuses depth before Python's stack runs out; report it as a rule.
+        raise JsonInputError([("", f"nested deeper than {max_depth} levels")]) from None
+    except (JsonInputError, json.JSONDecodeError):
+        raise
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise JsonInputError([("", f"not valid JSON: {exc}")]) from None
+    problems = json_problems(value, max_depth)
+    if problems:
+        raise JsonInputError(problems)
+    return value
