@@ -310,14 +310,17 @@ def test_api_dockerfile_has_no_torch():
     )
     assert "torch" not in instructions.lower()
     assert "[train]" not in instructions and "train]" not in instructions
-    assert re.search(r"pip install\s+-e\s+/app\s*$", instructions, re.M)
+    # A regular install (not editable): the runtime stage carries the venv, no source.
+    assert re.search(r"pip install\s+/app\s*$", instructions, re.M)
+    assert "COPY --from=build /app" not in instructions
     # The migrations ship inside the package: copying registry/ is enough to migrate.
     assert re.search(r"^COPY registry ", instructions, re.M)
 
 
 def test_worker_dockerfile_installs_cuda_torch_and_train_extra():
     text = WORKER_DOCKERFILE.read_text()
-    assert re.search(r'pip install -e "/app\[train\]"', text)
+    assert re.search(r'pip install "/app\[train\]"', text)
+    assert "COPY --from=build /app" not in text
     assert re.search(r"TORCH_INDEX_URL=\S+/cu\d+", text)
     assert 'TORCH_SPEC="torch>=2.4,<3"' in text
 
