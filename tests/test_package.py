@@ -72,9 +72,8 @@ def test_every_base_dependency_is_used() -> None:
         p.read_text() for d in ("registry", "workers") for p in (root / d).rglob("*.py")
     )
     imported = set(re.findall(r"^\s*(?:from|import)\s+(\w+)", source, re.M))
-    used = {
-        _normalized(dist) for module in imported for dist in packages_distributions().get(module, [])
-    }
+    owners = packages_distributions()
+    used = {_normalized(dist) for module in imported for dist in owners.get(module, [])}
     unused = set(_requirements()) - used - LOADED_BY_URL
     assert not unused, f"declared but never imported: {sorted(unused)}"
 
