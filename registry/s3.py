@@ -37,12 +37,12 @@ def make_client(
         response_checksum_validation=checksum,
         signature_version="s3v4",
     )
-    secret = settings.s3_secret_access_key
+    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.s3_region or "us-east-1",
-        aws_access_key_id=settings.s3_access_key_id,
+        aws_access_key_id=key_id.get_secret_value() if key_id else None,
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=config,
     )

@@ -20,12 +20,13 @@ SWEEP_TASK = "vera.sweep"
 def broker_transport_options(settings: Settings) -> dict:
     # Redis redelivers an unacked message after the visibility timeout, even while the first
     # copy still runs: keep it above the longest job, and let the lease fence the rest.
-    if settings.broker_url.startswith("sqla+"):
+    broker_url = settings.broker_url.get_secret_value()
+    if broker_url.startswith("sqla+"):
         # The server-less transport hands its options to create_engine: none of the above.
         return {}
     timeout = settings.broker_visibility_timeout_s or settings.job_max_runtime_s + 600
     options: dict = {"visibility_timeout": timeout}
-    if settings.broker_url.startswith("redis"):
+    if broker_url.startswith("redis"):
         options.update(socket_connect_timeout=5, socket_timeout=30)
         if timeout < 600:
             # kombu scans for overdue messages every 10th tick of 10 s; a short timeout
@@ -38,9 +39,12 @@ def broker_transport_options(settings: Settings) -> dict:
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    if settings.broker_url.startswith("sqla+sqlite:///"):
+    broker_url = settings.broker_url.get_secret_value()
+    if broker_url.startswith("sqla+sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
-    app = Celery("vera_registry", broker=settings.broker_url, set_as_current=False)
+    # app.conf is what `celery inspect conf`, Flower and crash reports print: only the
+    # broker URL goes in (Celery masks its password); Settings never do.
+    app = Celery("vera_registry", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -62,5 +66,4 @@ def make_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         task_serializer="json",
     )
-    app.conf.vera_settings = settings
     return app

@@ -21,10 +21,10 @@ def migrate(revision: str) -> None:
     click.echo(f"database at {revision}: {_redact(settings.database_url)}")
 
 
-def _redact(url: str) -> str:
+def _redact(url) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return make_url(url.get_secret_value()).render_as_string(hide_password=True)
 
 
 @main.group()

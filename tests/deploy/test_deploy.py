@@ -193,9 +193,9 @@ def test_env_example_values_load_into_settings(monkeypatch):
         if key in SETTINGS_FIELDS:
             monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
-    assert settings.database_url.startswith("postgresql+psycopg://")
+    assert settings.database_url.get_secret_value().startswith("postgresql+psycopg://")
     assert settings.storage_url.startswith("s3://")
-    assert settings.broker_url.startswith("redis://")
+    assert settings.broker_url.get_secret_value().startswith("redis://")
 
 
 # --- every VERA_* and every vera-registry command in deploy/ is real ----------------
