@@ -14,13 +14,12 @@ import site
 import subprocess
 import sys
 import sysconfig
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from registry.cli.local import free_port
+from tests.processes import get_when_up
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("pyproject.toml", "README.md", "registry", "workers")
@@ -48,9 +47,7 @@ def installed(tmp_path_factory) -> Path:
         copy(REPO / name, source / name, **({"ignore": _ignore} if copy is shutil.copytree else {}))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-    purelib = Path(
-        sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)})
-    )
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     # A path line adds the shared packages without running their .pth hooks, so the
     # shared venv's editable finder (pointing at a checkout) stays out.
     (purelib / "shared-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
@@ -103,8 +100,7 @@ def test_installed_migrate_then_up_serves_healthz(installed, tmp_path):
             start_new_session=True,
         )
     try:
-        status = _wait_ok(f"http://127.0.0.1:{port}/readyz", up, log)
-        assert status == 200
+        assert '"ready"' in get_when_up(f"http://127.0.0.1:{port}/readyz", up, log)
     finally:
         os.killpg(up.pid, signal.SIGINT)
         try:
@@ -112,16 +108,3 @@ def test_installed_migrate_then_up_serves_healthz(installed, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait(10)
-
-
-def _wait_ok(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"`up` exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} never answered:\n{log.read_text()[-3000:]}")

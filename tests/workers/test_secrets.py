@@ -7,7 +7,6 @@ import logging
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +15,7 @@ from sqlalchemy.engine import make_url
 from registry.cli.local import free_port
 from registry.config import Settings
 from registry.main import create_app
+from tests.processes import get_when_up
 from tests.workers.conftest import REPO, RedisServer, Workers, worker_env
 from workers.celery_app import make_celery
 
@@ -96,10 +96,10 @@ def test_api_start_log_and_probes_show_no_credentials(settings, tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
-        ready = _get(f"http://127.0.0.1:{port}/readyz", api, log)
+        ready = get_when_up(f"http://127.0.0.1:{port}/readyz", api, log)
         assert '"ready"' in ready
         assert_no_secret(ready, "/readyz")
-        assert_no_secret(_get(f"http://127.0.0.1:{port}/metrics", api, log), "/metrics")
+        assert_no_secret(get_when_up(f"http://127.0.0.1:{port}/metrics", api, log), "/metrics")
     finally:
         api.terminate()
         api.wait(30)
@@ -121,16 +121,3 @@ def test_readyz_names_no_address_and_logs_the_reason(settings, secret_redis, cap
     assert str(secret_redis.port) not in answer.text and "127.0.0.1" not in answer.text
     assert "broker check failed" in caplog.text  # the reason is in the operator's log
     assert_no_secret(caplog.text, "the readiness log")
-
-
-def _get(url: str, process: subprocess.Popen, log, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                return response.read().decode()
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"{url} never answered:\n{log.read_text()[-3000:]}")
