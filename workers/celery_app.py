@@ -15,6 +15,7 @@ TRAIN_QUEUE = "train"
 MAINTENANCE_QUEUE = "maintenance"
 TRAIN_TASK = "vera.train"
 SWEEP_TASK = "vera.sweep"
+BLOB_GC_TASK = "vera.blob_gc"
 
 
 def broker_transport_options(settings: Settings) -> dict:
@@ -37,6 +38,10 @@ def broker_transport_options(settings: Settings) -> dict:
     return options
 
 
+def _every(task: str, seconds: float) -> dict:
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     broker_url = settings.broker_url.get_secret_value()
@@ -56,12 +61,19 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_store_errors_even_if_ignored=False,
         task_default_queue=TRAIN_QUEUE,
         task_queues=(Queue(TRAIN_QUEUE), Queue(MAINTENANCE_QUEUE)),
-        task_routes={SWEEP_TASK: {"queue": MAINTENANCE_QUEUE}},
+        task_routes={
+            SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
+            BLOB_GC_TASK: {"queue": MAINTENANCE_QUEUE},
+        },
         task_soft_time_limit=settings.job_max_runtime_s,
         task_time_limit=settings.job_max_runtime_s + 120,
         worker_send_task_events=False,
+        # The sweep is cheap (two indexed queries, one broker check): often, so that jobs a
+        # restarted broker lost go out again within seconds. GC lists the store: seldom.
+        # A tick nobody ran before the next one expires instead of piling up.
         beat_schedule={
-            "sweep": {"task": SWEEP_TASK, "schedule": max(5.0, settings.heartbeat_stale_s / 2)}
+            "sweep": _every(SWEEP_TASK, settings.sweep_interval_s),
+            "blob-gc": _every(BLOB_GC_TASK, settings.blob_gc_interval_s),
         },
         accept_content=["json"],
         task_serializer="json",

@@ -143,7 +143,8 @@ def worker(queues: str, concurrency: int, beat: bool, celery_args: tuple[str, ..
 
 @main.command()
 def sweep() -> None:
-    """Run the sweeper once: re-send lost jobs, recover dead workers' jobs, collect blobs."""
-    from workers.tasks import sweep_task
+    """Run the sweeper and blob GC once: send lost jobs, recover dead workers' jobs, collect
+    unreferenced blobs."""
+    from workers.tasks import blob_gc_task, sweep_task
 
-    click.echo(json.dumps(sweep_task()))
+    click.echo(json.dumps({**sweep_task(), **blob_gc_task()}))
