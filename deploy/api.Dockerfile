@@ -3,9 +3,10 @@
 #
 #   docker build -f deploy/api.Dockerfile -t vera-registry-api:0.1.0 .
 #
-# The project is installed editable (`pip install -e /app`) from a source copy in /app;
-# the migrations ship inside the package (registry/migrations). Only the base dependencies
-# are installed — never the `train` extra — so the image carries no torch/transformers.
+# The project is installed as a regular package (`pip install /app`, not editable) in the
+# build stage; the runtime stage gets only the venv, no source tree. The migrations ship
+# inside the package (registry/migrations). Only the base dependencies are installed —
+# never the `train` extra — so the image carries no torch/transformers.
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
@@ -17,7 +18,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY registry ./registry
 COPY workers ./workers
-RUN pip install -e /app
+RUN pip install /app
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
@@ -28,11 +29,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     VERA_API_PORT=8300
 RUN groupadd --system --gid 10001 vera \
     && useradd --system --uid 10001 --gid vera --home-dir /var/lib/vera --shell /usr/sbin/nologin vera \
-    && mkdir -p /var/lib/vera /app/.vera \
-    && chown -R vera:vera /var/lib/vera /app/.vera
+    && mkdir -p /var/lib/vera \
+    && chown -R vera:vera /var/lib/vera
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
-WORKDIR /app
+WORKDIR /var/lib/vera
 USER 10001:10001
 EXPOSE 8300
 HEALTHCHECK --interval=15s --timeout=10s --start-period=20s --retries=3 \

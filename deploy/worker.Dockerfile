@@ -23,7 +23,7 @@ COPY pyproject.toml README.md ./
 COPY registry ./registry
 COPY workers ./workers
 # torch is already satisfied from the CUDA index; this adds transformers, safetensors, numpy.
-RUN pip install -e "/app[train]"
+RUN pip install "/app[train]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
@@ -38,8 +38,7 @@ RUN groupadd --system --gid 10001 vera \
     && mkdir -p /var/lib/vera/models \
     && chown -R vera:vera /var/lib/vera
 COPY --from=build /opt/venv /opt/venv
-COPY --from=build /app /app
-WORKDIR /app
+WORKDIR /var/lib/vera
 USER 10001:10001
 # Base models from s3:// sources are downloaded under $VERA_HOME/models (/var/lib/vera/models):
 # mount a volume there to keep them across restarts.

@@ -20,8 +20,10 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path(".vera"), description="Directory for embedded state.")
     # The three embedded defaults live under `home` (filled in below when unset).
-    database_url: str = Field(
-        "",
+    # URLs that may carry a password are SecretStr: repr(), model_dump() and anything that
+    # prints Settings show '**********'; consumers call .get_secret_value() where they connect.
+    database_url: SecretStr = Field(
+        SecretStr(""),
         description="SQLAlchemy URL; postgresql+psycopg://user:pw@host/db in production.",
     )
     storage_url: str = Field(
@@ -29,7 +31,9 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = Field(None, description="Endpoint of an S3-compatible store.")
     s3_region: str | None = Field(None, description="S3 region.")
-    s3_access_key_id: str | None = Field(None, description="S3 access key (else boto3's chain).")
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="S3 access key (else boto3's chain)."
+    )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
     s3_checksums: bool = Field(
         True, description="Send SHA-256 checksums on upload; turn off for stores that reject them."
@@ -41,8 +45,8 @@ class Settings(BaseSettings):
         False, description="Answer blob downloads with a 307 to a presigned S3 URL."
     )
     s3_presign_ttl_s: int = Field(300, description="Lifetime of presigned URLs, seconds.")
-    broker_url: str = Field(
-        "", description="Celery broker: redis://host:6379/0 or amqp://… in production."
+    broker_url: SecretStr = Field(
+        SecretStr(""), description="Celery broker: redis://host:6379/0 or amqp://… in production."
     )
     broker_visibility_timeout_s: int | None = Field(
         None, description="Redis redelivery timeout; default: job_max_runtime_s + 600."
@@ -81,6 +85,15 @@ class Settings(BaseSettings):
         description="PostgreSQL URL for the LISTEN connection when database_url goes through "
         "a transaction-pooling PgBouncer; default: database_url.",
     )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token /metrics requires; unset: /metrics is open (aggregates)."
+    )
+    sweep_interval_s: float = Field(
+        5.0, description="How often the sweeper sends unsent jobs and checks the broker."
+    )
+    blob_gc_interval_s: float = Field(
+        3600.0, description="How often blob garbage collection runs (its own slow schedule)."
+    )
 
     @field_validator(
         "s3_endpoint_url",
@@ -89,6 +102,7 @@ class Settings(BaseSettings):
         "s3_secret_access_key",
         "broker_visibility_timeout_s",
         "listen_database_url",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -99,10 +113,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:
         home = self.home.as_posix()
-        self.database_url = self.database_url or f"sqlite:///{home}/registry.db"
+        if not self.database_url.get_secret_value():
+            self.database_url = SecretStr(f"sqlite:///{home}/registry.db")
         self.storage_url = self.storage_url or f"file://{home}/blobs"
-        self.broker_url = self.broker_url or f"sqla+sqlite:///{home}/broker.db"
+        if not self.broker_url.get_secret_value():
+            self.broker_url = SecretStr(f"sqla+sqlite:///{home}/broker.db")
         return self
+
+
+def reveal(value: str | SecretStr) -> str:
+    """The plain value of a setting that may be secret, for the one call that connects."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 @lru_cache

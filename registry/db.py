@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import SecretStr
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -24,6 +25,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from registry.config import reveal
 
 T = TypeVar("T")
 
@@ -63,8 +66,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """An engine with per-backend settings: SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(url: str | SecretStr, **kwargs) -> Engine:
+    """An engine with per-backend settings: SQLite gets WAL, foreign keys and a busy timeout.
+
+    Takes `Settings.database_url` as it is (a SecretStr); the engine's URL hides the password."""
+    url = reveal(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -10,20 +10,23 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from pydantic import SecretStr
+
+from registry.config import reveal
 
 SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str | SecretStr) -> Config:
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
-    config.attributes["url"] = url
+    config.attributes["url"] = reveal(url)
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str | SecretStr, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def downgrade(url: str, revision: str = "base") -> None:
+def downgrade(url: str | SecretStr, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)

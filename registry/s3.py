@@ -37,12 +37,12 @@ def make_client(
         response_checksum_validation=checksum,
         signature_version="s3v4",
     )
-    secret = settings.s3_secret_access_key
+    key_id, secret = settings.s3_access_key_id, settings.s3_secret_access_key
     return boto3.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.s3_region or "us-east-1",
-        aws_access_key_id=settings.s3_access_key_id,
+        aws_access_key_id=key_id.get_secret_value() if key_id else None,
         aws_secret_access_key=secret.get_secret_value() if secret else None,
         config=config,
     )
@@ -93,7 +93,14 @@ class S3BlobStore(BlobStore):
         except ClientError as exc:
             code = _code(exc)
             if code in EXISTS_CODES:
-                return  # already stored: content-addressed, and reads verify it
+                # Already stored (content-addressed, and reads verify it): refresh its age,
+                # so that GC's grace period counts from this write.
+                if self._touch(sha256):
+                    return
+                if hasattr(body, "seek"):  # GC took it just now: store it again
+                    body.seek(0)
+                self._put(sha256, body)
+                return
             if code in UNSUPPORTED_CODES and self.conditional:
                 log.warning(
                     "%s rejects conditional writes; set VERA_S3_CONDITIONAL_WRITES="
@@ -108,6 +115,24 @@ class S3BlobStore(BlobStore):
             raise self._fail("upload", exc) from exc
         except BotoCoreError as exc:
             raise self._fail("upload", exc) from exc
+
+    def _touch(self, sha256: str) -> bool:
+        """Copy the object onto itself: a new LastModified, the same bytes. False if gone."""
+        key = self._key(sha256)
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                MetadataDirective="REPLACE",
+            )
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return False
+            raise self._fail("refresh", exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("refresh", exc) from exc
+        return True
 
     def _read(self, sha256, start, end, chunk_size=CHUNK) -> Iterator[bytes]:
         args = {"Bucket": self.bucket, "Key": self._key(sha256)}

@@ -2,7 +2,9 @@
 
 Keys are `<prefix>/sha256/<2 hex>/<64 hex>`. Writes are create-only and idempotent; every
 full read checks the bytes against their name, because S3-compatible stores (moto's server
-among them) may accept a wrong checksum and keep what they were sent.
+among them) may accept a wrong checksum and keep what they were sent. Writing bytes that are
+already stored refreshes their age, so garbage collection never takes a blob that a row is
+about to reference (workers/blob_gc.py).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import logging
 import os
 import re
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +34,7 @@ CHUNK = 1024 * 1024
 class BlobInfo:
     sha256: str
     size: int
-    created_at: datetime | None = None
+    created_at: datetime | None = None  # when the bytes were last written (or re-written)
 
 
 def check_sha256(sha256: str) -> str:
@@ -135,6 +138,21 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, sha256: str) -> None: ...
 
+    def delete_unless(self, sha256: str, keep: Callable[[BlobInfo], bool]) -> bool:
+        """Delete the blob unless `keep(its info now)` is true; whether it was deleted.
+
+        Decides as late as the store allows; a store that can take the key away atomically
+        first (LocalBlobStore) makes a concurrent re-write safe, others leave a window of
+        one round trip between this stat and the delete."""
+        try:
+            info = self.stat(sha256)
+        except BlobNotFound:
+            return False
+        if keep(info):
+            return False
+        self.delete(sha256)
+        return True
+
     @abstractmethod
     def list_blobs(self) -> Iterator[BlobInfo]: ...
 
@@ -175,8 +193,11 @@ class LocalBlobStore(BlobStore):
 
     def _place(self, sha256: str, write) -> None:
         target = self._path(sha256)
-        if target.exists():
+        try:
+            os.utime(target)  # already stored: the write counts as new (GC's grace period)
             return
+        except FileNotFoundError:
+            pass
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -215,6 +236,27 @@ class LocalBlobStore(BlobStore):
 
     def delete(self, sha256: str) -> None:
         self._path(sha256).unlink(missing_ok=True)
+
+    def delete_unless(self, sha256: str, keep: Callable[[BlobInfo], bool]) -> bool:
+        # Move the key away first (atomic): a writer from now on stores a fresh copy, and one
+        # that re-wrote the bytes before shows in the moved file's mtime, read after the move.
+        path = self._path(sha256)
+        moved = path.with_name(f".gc-{uuid.uuid4().hex}")
+        try:
+            os.rename(path, moved)
+        except FileNotFoundError:
+            return False
+        deleting = False
+        try:
+            status = moved.stat()
+            mtime = datetime.fromtimestamp(status.st_mtime, UTC)
+            deleting = not keep(BlobInfo(sha256, status.st_size, mtime))
+        finally:
+            if not deleting:  # put it back, unless a writer stored it again meanwhile
+                with contextlib.suppress(FileExistsError):
+                    os.link(moved, path)
+            moved.unlink()
+        return deleting
 
     def list_blobs(self) -> Iterator[BlobInfo]:
         base = self.root / "sha256"

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from kombu import Queue
+
 from registry.config import Settings
 from workers.celery_app import TRAIN_QUEUE, TRAIN_TASK, make_celery
+
+# A queue no worker consumes, holding one message: gone means the broker lost its messages.
+# A plain queue works on every kombu transport (Redis, AMQP, SQLAlchemy), unlike INFO run_ids.
+MARKER_QUEUE = "vera.broker-marker"
 
 
 class CeleryDispatcher:
@@ -30,3 +36,23 @@ class CeleryDispatcher:
     def check(self) -> None:
         with self.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+
+    def messages_intact(self) -> bool:
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            try:
+                _, count, _ = conn.default_channel.queue_declare(queue=MARKER_QUEUE, passive=True)
+            except conn.channel_errors:  # the queue itself is gone (Redis, AMQP)
+                return False
+        return count > 0
+
+    def mark_intact(self) -> None:
+        with self.app.producer_or_acquire() as producer:
+            producer.publish(
+                {"marker": "vera-registry: jobs sent before this are in the broker"},
+                exchange="",
+                routing_key=MARKER_QUEUE,
+                declare=[Queue(MARKER_QUEUE, durable=True)],
+                delivery_mode=2,
+                retry=False,
+            )

@@ -1,4 +1,8 @@
-"""The periodic sweeper: re-sends lost jobs, recovers dead workers' jobs, collects garbage."""
+"""The periodic sweeper: sends unsent jobs, re-sends jobs the broker lost, recovers dead
+workers' jobs. Blob garbage collection runs on its own, slower schedule (workers/blob_gc.py).
+
+A queued job is sent again only when it was never sent, or when the broker lost it (see
+registry/dispatch.py): a backlog that no worker takes stays in the broker exactly once."""
 
 from __future__ import annotations
 
@@ -6,21 +10,20 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, union
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.adapters.models import AdapterVersion
 from registry.config import Settings
 from registry.db import session_scope, utcnow
 from registry.jobs import lease
-from registry.jobs.models import Dataset, Job
+from registry.jobs.models import Job
 from registry.jobs.service import append_job_event, mark_sent
 
 log = logging.getLogger(__name__)
 
-# A job sent this long ago and still queued was lost by the broker (or never reached it).
-RESEND_AFTER_S = 60.0
+# The API sends a job right after its commit: the sweeper leaves it that long to do so.
 UNSENT_GRACE_S = 2.0
+RESEND_BATCH = 500
 
 
 @dataclass
@@ -29,22 +32,17 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
-    blobs_deleted: list[str] = field(default_factory=list)
 
 
-def sweep(
-    factory: sessionmaker[Session],
-    dispatcher,
-    settings: Settings,
-    store=None,
-    *,
-    resend_after_s: float = RESEND_AFTER_S,
-) -> SweepReport:
+def sweep(factory: sessionmaker[Session], dispatcher, settings: Settings) -> SweepReport:
     report = SweepReport()
     _recover_stale(factory, settings, report)
-    _resend_queued(factory, dispatcher, report, resend_after_s)
-    if store is not None:
-        collect_garbage(factory, store, settings.blob_gc_grace_s, report)
+    try:
+        _forget_lost_sends(factory, dispatcher)
+    except Exception:  # the broker is down: nothing can be sent now; next sweep
+        log.warning("sweeper cannot check the broker", exc_info=True)
+        return report
+    _send_unsent(factory, dispatcher, report)
     return report
 
 
@@ -80,22 +78,35 @@ def _recover_stale(factory, settings: Settings, report: SweepReport) -> None:
                 report.requeued.append(job.id)
 
 
-def _resend_queued(factory, dispatcher, report: SweepReport, resend_after_s: float) -> None:
-    now = utcnow()
+def _forget_lost_sends(factory, dispatcher) -> None:
+    """A broker without our marker lost every message sent before (or is new): mark every
+    queued job unsent, then leave the marker. Crashing in between only repeats this."""
+    if dispatcher.messages_intact():
+        return
+    with session_scope(factory) as session:
+        lost = session.execute(
+            update(Job)
+            .where(Job.state == "queued", Job.sent_at.is_not(None))
+            .values(sent_at=None)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if lost:
+        log.warning(
+            "the broker lost its messages (restart, flush or new broker): "
+            "re-sending %d queued job(s)",
+            lost,
+        )
+    dispatcher.mark_intact()
+
+
+def _send_unsent(factory, dispatcher, report: SweepReport) -> None:
+    grace = utcnow() - timedelta(seconds=UNSENT_GRACE_S)
     with session_scope(factory) as session:
         rows = session.execute(
             select(Job.id, Job.queue)
-            .where(
-                Job.state == "queued",
-                or_(
-                    and_(
-                        Job.sent_at.is_(None),
-                        Job.created_at < now - timedelta(seconds=UNSENT_GRACE_S),
-                    ),
-                    Job.sent_at < now - timedelta(seconds=resend_after_s),
-                ),
-            )
-            .limit(500)
+            .where(Job.state == "queued", Job.sent_at.is_(None), Job.created_at < grace)
+            .order_by(Job.created_at)
+            .limit(RESEND_BATCH)
         ).all()
     for job_id, queue in rows:
         try:
@@ -106,20 +117,3 @@ def _resend_queued(factory, dispatcher, report: SweepReport, resend_after_s: flo
         with session_scope(factory) as session:
             mark_sent(session, job_id)
         report.resent.append(job_id)
-
-
-def collect_garbage(factory, store, grace_s: float, report: SweepReport) -> None:
-    """Delete blobs that no version or dataset references and that are older than the grace
-    period (a blob is written before the row that references it commits)."""
-    with session_scope(factory) as session:
-        referenced = set(
-            session.scalars(union(select(AdapterVersion.blob_sha256), select(Dataset.blob_sha256)))
-        )
-    cutoff = utcnow() - timedelta(seconds=grace_s)
-    for blob in store.list_blobs():
-        if blob.sha256 in referenced:
-            continue
-        if blob.created_at is not None and blob.created_at > cutoff:
-            continue
-        store.delete(blob.sha256)
-        report.blobs_deleted.append(blob.sha256)

@@ -12,7 +12,8 @@ from celery.signals import worker_shutting_down
 from registry.config import get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.storage import open_store
-from workers.celery_app import SWEEP_TASK, TRAIN_TASK, make_celery
+from workers.blob_gc import collect_garbage
+from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, TRAIN_TASK, make_celery
 from workers.dispatch import CeleryDispatcher
 from workers.model_cache import ModelCache
 from workers.sweeper import sweep
@@ -51,10 +52,24 @@ def train_task(self, job_id: str) -> str:
 
 @app.task(name=SWEEP_TASK)
 def sweep_task() -> dict:
-    """Re-send lost jobs, recover jobs of dead workers, delete unreferenced blobs."""
+    """Send unsent jobs, re-send jobs the broker lost, recover jobs of dead workers."""
     ctx = context()
-    report = sweep(ctx.session_factory, CeleryDispatcher(ctx.settings), ctx.settings, ctx.store)
+    report = sweep(ctx.session_factory, dispatcher(), ctx.settings)
     return {k: len(v) for k, v in vars(report).items()}
+
+
+@app.task(name=BLOB_GC_TASK)
+def blob_gc_task() -> dict:
+    """Delete blobs nothing references, past their grace period."""
+    ctx = context()
+    deleted = collect_garbage(ctx.session_factory, ctx.store, ctx.settings.blob_gc_grace_s)
+    return {"blobs_deleted": len(deleted)}
+
+
+@cache
+def dispatcher() -> CeleryDispatcher:
+    """One per process: its Celery app keeps a connection pool between sweeps."""
+    return CeleryDispatcher(context().settings)
 
 
 @worker_shutting_down.connect

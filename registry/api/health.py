@@ -1,6 +1,14 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics: safe to expose.
+
+/readyz says ok or failed per dependency, never an address or an error text (those go to
+the log); /metrics holds service-wide aggregates only (no tenant or user ids) and takes a
+bearer token when `VERA_METRICS_TOKEN` is set.
+"""
 
 from __future__ import annotations
+
+import hmac
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -8,6 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import func, select, text
 
+from registry.errors import Unauthorized
+
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 JOBS_BY_STATE = Gauge(
@@ -41,7 +52,9 @@ async def readyz(request: Request) -> JSONResponse:
             await run_in_threadpool(check)
             results[name] = "ok"
         except Exception as exc:  # a probe reports every failure, whatever its kind
-            results[name] = f"error: {exc}"
+            # The reason names hosts and ports: the operator's log gets it, the caller not.
+            log.warning("readiness: %s check failed: %s: %s", name, type(exc).__name__, exc)
+            results[name] = "failed"
     ready = all(value == "ok" for value in results.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": results},
@@ -57,9 +70,22 @@ def _count_jobs(request: Request) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def _check_metrics_token(request: Request) -> None:
+    token = request.app.state.settings.metrics_token
+    if token is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise Unauthorized(
+            "/metrics needs 'Authorization: Bearer <VERA_METRICS_TOKEN>'", code="metrics_token"
+        )
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics: requests by route and status, latency, jobs by state."""
+    _check_metrics_token(request)
     counts = await run_in_threadpool(_count_jobs, request)
     for state in ("queued", "running", "succeeded", "failed", "cancelled"):
         JOBS_BY_STATE.labels(state).set(counts.get(state, 0))

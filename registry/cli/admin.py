@@ -21,10 +21,10 @@ def migrate(revision: str) -> None:
     click.echo(f"database at {revision}: {_redact(settings.database_url)}")
 
 
-def _redact(url: str) -> str:
+def _redact(url) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    return make_url(url.get_secret_value()).render_as_string(hide_password=True)
 
 
 @main.group()
@@ -143,7 +143,8 @@ def worker(queues: str, concurrency: int, beat: bool, celery_args: tuple[str, ..
 
 @main.command()
 def sweep() -> None:
-    """Run the sweeper once: re-send lost jobs, recover dead workers' jobs, collect blobs."""
-    from workers.tasks import sweep_task
+    """Run the sweeper and blob GC once: send lost jobs, recover dead workers' jobs, collect
+    unreferenced blobs."""
+    from workers.tasks import blob_gc_task, sweep_task
 
-    click.echo(json.dumps(sweep_task()))
+    click.echo(json.dumps({**sweep_task(), **blob_gc_task()}))

@@ -6,8 +6,11 @@
     for event in client.follow_feed(state_file="feed.seq"):
         ...                                        # resumes after a restart
 
-Connection errors and 5xx answers are retried with exponential backoff; 4xx never are.
-Every failed answer raises `ClientError(status, code, message, details)` from the
+Connection errors and 5xx answers are retried with exponential backoff, but only for
+requests that repeating cannot apply twice (`may_retry`): GET, HEAD, DELETE, a PUT with
+If-Match, a POST with an Idempotency-Key (`submit_job` sends one by itself). A request that
+never left (the connection could not be made) is retried whatever its method; 4xx never
+are. Every failed answer raises `ClientError(status, code, message, details)` from the
 registry's `{"error": {...}}` body.
 """
 
@@ -18,6 +21,7 @@ import io
 import os
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,6 +106,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+# Failures that happen before a byte of the request was sent: always safe to retry.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def may_retry(method: str, headers: dict[str, str]) -> bool:
+    """Whether sending this request again after a lost or failed answer cannot apply it twice
+    (a second job, key or dataset)."""
+    names = {name.lower() for name in headers}
+    method = method.upper()
+    if method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        return True
+    if method == "PUT":
+        return "if-match" in names  # the generation check turns a repeat into a 412
+    return method == "POST" and "idempotency-key" in names
+
+
 class RegistryClient:
     """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
     `transport=` an httpx transport; otherwise one is made for `base_url`."""
@@ -154,8 +174,10 @@ class RegistryClient:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One call with retries on connection errors and 5xx; raises ClientError on 4xx."""
+        """One call with retries on connection errors and 5xx where `may_retry` allows;
+        raises ClientError on 4xx, and on a failure it may not retry."""
         headers = {**self.headers, **(kwargs.pop("headers", None) or {})}
+        retriable = may_retry(method, headers)
         attempt = 0
         while True:
             try:
@@ -163,19 +185,25 @@ class RegistryClient:
                     kwargs["timeout"] = timeout if timeout is not None else self.timeout
                 response = self.http.request(method, path, headers=headers, **kwargs)
             except httpx.TransportError as exc:
-                if attempt >= self.retries:
-                    where = self.base_url or "the registry"
-                    reason = str(exc) or type(exc).__name__
-                    raise ClientError(
-                        0, "connection_error", f"cannot reach {where}: {reason}"
-                    ) from exc
+                if attempt >= self.retries or not (retriable or isinstance(exc, NOT_SENT)):
+                    raise self._transport_error(exc, retriable) from exc
             else:
                 if response.status_code < 400 or response.status_code in ok:
                     return response
-                if response.status_code < 500 or attempt >= self.retries:
+                if response.status_code < 500 or attempt >= self.retries or not retriable:
                     raise ClientError.from_response(response)
             self._sleep(min(self.max_backoff, self.backoff * 2**attempt))
             attempt += 1
+
+    def _transport_error(self, exc: httpx.TransportError, retriable: bool) -> ClientError:
+        where = self.base_url or "the registry"
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, NOT_SENT):
+            return ClientError(0, "connection_error", f"cannot reach {where}: {reason}")
+        message = f"lost the answer from {where}: {reason}"
+        if not retriable:
+            message += "; the request may have been applied: check before sending it again"
+        return ClientError(0, "connection_error", message)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
@@ -318,7 +346,9 @@ class RegistryClient:
         return self._json("GET", f"/v1/datasets/{_segment(dataset_id)}")
 
     def submit_job(self, body: dict, idempotency_key: str | None = None) -> dict:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        """Submit a job. Without a key, one is made for this call, so that its retries
+        (after a lost answer or a 5xx) return the same job instead of a second one."""
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         return self._json("POST", "/v1/jobs", json=body, headers=headers)
 
     def get_job(self, job_id: str) -> dict:

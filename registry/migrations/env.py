@@ -16,7 +16,7 @@ def _url() -> str:
     return (
         config.attributes.get("url")
         or config.get_main_option("sqlalchemy.url")
-        or (get_settings().database_url)
+        or get_settings().database_url.get_secret_value()
     )
 
 

@@ -26,11 +26,22 @@ REPO = Path(__file__).resolve().parents[2]
 class RedisServer:
     """A redis-server of our own, so a test may stop and restart the broker."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
+    def __init__(self, port: int, workdir: Path, password: str | None = None) -> None:
+        self.port, self.workdir, self.password = port, workdir, password
         self.process: subprocess.Popen | None = None
 
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
     def start(self) -> None:
+        auth = ["--requirepass", self.password] if self.password else []
         self.process = subprocess.Popen(
             [
                 "redis-server",
@@ -44,6 +55,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *auth,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -181,8 +181,8 @@ def test_job_longer_than_visibility_timeout_keeps_one_writer(stack, stack_overri
 
 @pytest.mark.parametrize("stack_overrides", [{"embedded": True}], indirect=True)
 def test_embedded_default_runs_jobs_without_servers(stack, stack_overrides):
-    assert stack.settings.database_url.startswith("sqlite")
-    assert stack.settings.broker_url.startswith("sqla+sqlite")
+    assert stack.settings.database_url.get_secret_value().startswith("sqlite")
+    assert stack.settings.broker_url.get_secret_value().startswith("sqla+sqlite")
     stack.workers.start()
     job = submit(stack, max_steps=3)
     done = stack.wait_for(job["id"], lambda j: j["state"] in ("succeeded", "failed"))

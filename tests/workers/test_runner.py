@@ -12,8 +12,9 @@ from registry.jobs import service as jobs
 from registry.storage import LocalBlobStore
 from tests import factories
 from tests.api.conftest import RecordingDispatcher
+from workers.blob_gc import collect_garbage
 from workers.model_cache import ModelCache
-from workers.sweeper import SweepReport, collect_garbage, sweep
+from workers.sweeper import sweep
 from workers.training import WorkerContext, run_training_job
 
 pytest.importorskip("torch")
@@ -102,11 +103,8 @@ def test_changed_base_weights_fail_the_job_with_a_clear_error(ctx):
 def test_sweeper_collects_only_unreferenced_blobs(ctx):
     _submit(ctx, max_steps=1)
     orphan = ctx.store.put(os.urandom(64))
-    report = SweepReport()
-    collect_garbage(ctx.session_factory, ctx.store, 3600, report)
-    assert report.blobs_deleted == []  # still inside the grace period
-    collect_garbage(ctx.session_factory, ctx.store, -1, report)
-    assert report.blobs_deleted == [orphan.sha256]
+    assert collect_garbage(ctx.session_factory, ctx.store, 3600) == []  # inside the grace period
+    assert collect_garbage(ctx.session_factory, ctx.store, -1) == [orphan.sha256]
     assert len(list(ctx.store.list_blobs())) == 1  # the dataset stays
 
 

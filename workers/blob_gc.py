@@ -1,0 +1,70 @@
+"""Blob garbage collection: delete blobs that nothing references and nobody wrote lately.
+
+Runs on its own slow schedule (`VERA_BLOB_GC_INTERVAL_S`), apart from the job sweeper. Safe
+against a reference made while it runs: a writer re-stores the bytes (which refreshes their
+age, see BlobStore.put) before its row commits, and each deletion decides at the last moment
+(`BlobStore.delete_unless`), from the blob's current age and the references in the database
+at that time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.adapters.models import AdapterVersion
+from registry.db import session_scope, utcnow
+from registry.jobs.models import Dataset
+from registry.storage import BlobInfo, BlobStore
+
+log = logging.getLogger(__name__)
+
+# Every column that holds a blob's sha256. A new kind of row that references blobs (base-model
+# files, checkpoints, …) adds its column here, and GC leaves those blobs alone.
+BLOB_REFERENCES = [AdapterVersion.blob_sha256, Dataset.blob_sha256]
+PAGE = 500
+
+
+def referenced(session: Session, sha256s: Collection[str]) -> set[str]:
+    """Those of `sha256s` that some row references now."""
+    found: set[str] = set()
+    for column in BLOB_REFERENCES:
+        found.update(session.scalars(select(column).where(column.in_(sha256s)).distinct()))
+    return found
+
+
+def collect_garbage(factory: sessionmaker[Session], store: BlobStore, grace_s: float) -> list[str]:
+    """Delete unreferenced blobs older than `grace_s` (a blob is stored before the row that
+    references it commits); the sha256s deleted. Reads the store a page at a time."""
+    deleted: list[str] = []
+    blobs = iter(store.list_blobs())
+    while page := list(itertools.islice(blobs, PAGE)):
+        cutoff = utcnow() - timedelta(seconds=grace_s)
+        old = [b.sha256 for b in page if _is_old(b, cutoff)]
+        if not old:
+            continue
+        with session_scope(factory) as session:
+            candidates = sorted(set(old) - referenced(session, old))
+        for sha256 in candidates:
+            if store.delete_unless(sha256, lambda info: _keep(factory, info, grace_s)):
+                deleted.append(sha256)
+    if deleted:
+        log.info("blob GC deleted %d unreferenced blob(s)", len(deleted))
+    return deleted
+
+
+def _is_old(blob: BlobInfo, cutoff: datetime) -> bool:
+    return blob.created_at is None or blob.created_at <= cutoff
+
+
+def _keep(factory: sessionmaker[Session], info: BlobInfo, grace_s: float) -> bool:
+    """At delete time: written again within the grace period, or referenced by now."""
+    if not _is_old(info, utcnow() - timedelta(seconds=grace_s)):
+        return True
+    with session_scope(factory) as session:
+        return bool(referenced(session, [info.sha256]))
