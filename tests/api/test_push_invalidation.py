@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from registry.cli.local import free_port
 from registry.client.api import ClientError, RegistryClient
+from registry.config import reveal
 from registry.db import session_scope
 from tests import factories
 
@@ -223,7 +224,7 @@ def proxy(pg_url):
 @pytest.fixture
 def settings(settings, proxy):
     # The listener goes through the proxy; a 60 s cache: polling alone would serve stale.
-    listen = make_url(settings.database_url).set(host="127.0.0.1", port=proxy.port)
+    listen = make_url(reveal(settings.database_url)).set(host="127.0.0.1", port=proxy.port)
     return settings.model_copy(
         update={
             "resolve_cache_s": 60,
