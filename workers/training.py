@@ -16,6 +16,7 @@ from registry.base_models.models import BaseModel, Projection
 from registry.config import Settings
 from registry.db import session_scope
 from registry.jobs import lease
+from registry.jobs.errors import UserInputError
 from registry.jobs.models import Dataset, Job
 from workers.model_cache import BaseModelMismatch, ModelCache
 
@@ -212,9 +213,7 @@ def _record_failure(ctx: WorkerContext, claim: lease.Claim, exc: Exception) -> s
                 lease.finish_cancelled(session, claim)
                 return "cancelled"
             if isinstance(exc, UserInputError):
-                lease.finish_failure(
-                    session, claim, code="invalid_input", kind="user", message=str(exc)
-                )
+                lease.finish_failure(session, claim, code=exc.code, kind="user", message=str(exc))
                 return "failed:user"
             if isinstance(exc, ProjectionMismatch | BaseModelMismatch):
                 lease.finish_failure(
@@ -236,10 +235,6 @@ def _record_failure(ctx: WorkerContext, claim: lease.Claim, exc: Exception) -> s
     except lease.LeaseLost:
         return "lease_lost"
     raise RetryLater(str(exc)) from exc
-
-
-class UserInputError(Exception):
-    """The job's own input (dataset, labels) cannot be trained on: not retried."""
 
 
 def _examples(ctx: WorkerContext, spec: JobSpec) -> list[dict]:
