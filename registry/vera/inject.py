@@ -13,8 +13,8 @@ from collections import Counter
 import torch
 from torch import nn
 
-from .config import VeraConfig
-from .hashing import discover_layers, max_dims
+from .config import VeraConfig, max_dims
+from .hashing import discover_layers
 from .layers import SharedProjection, VeraLinear
 from .projection import fingerprint, generate_projection, regenerate_checked
 
