@@ -98,13 +98,19 @@ def test_gpt2_conv1d_and_tied_lm_head(tmp_path) -> None:
 
 
 def test_minilm_can_classify_but_has_no_lm_head(minilm_path) -> None:
-    capabilities = describe_base_model(minilm_path)["capabilities"]
+    description = describe_base_model(minilm_path)
+    capabilities = description["capabilities"]
     assert capabilities["max_positions"] == 512
     assert "causal-lm" not in capabilities["tasks"]
     assert "cls.predictions" in capabilities["unsupported"]["causal-lm"]
     layers = capabilities["tasks"]["sequence-classification"]["layers"]
     assert layers["bert.encoder.layer.0.attention.self.query"] == [384, 384]
     assert "classifier" not in layers
+    # A regex written against the classification class's paths (`bert.` prefix) matches.
+    regex = r"bert\.encoder\.layer\.\d+\.attention\.self\.(query|value)"
+    task = "sequence-classification"
+    body = describe_projection(layers_for(description, task), regex, 0, 8, task)
+    assert (body["max_d_in"], body["max_d_out"]) == (384, 384)
 
 
 def test_max_positions_leaves_out_roberta_padding_offset() -> None:
