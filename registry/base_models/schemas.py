@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,10 +24,10 @@ class Capabilities(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_positions: int | None = Field(
-        None, ge=1, description="Longest input the position embeddings cover."
+        None, ge=1, le=1 << 30, description="Longest input the position embeddings cover."
     )
     tasks: dict[Task, TaskCapability] = Field(description="The tasks it can train.")
-    unsupported: dict[Task, str] = Field(
+    unsupported: dict[Task, Annotated[str, Field(max_length=2000)]] = Field(
         default_factory=dict, description="Why it cannot train the other tasks."
     )
 
