@@ -31,7 +31,7 @@ def api_key(session, tenant_id: str, scopes=("admin",)):
     return tenants.create_api_key(session, tenant_id, list(scopes), name="test")
 
 
-def base_model(session, tenant_id: str, layers=None):
+def base_model(session, tenant_id: str, layers=None, capabilities=None):
     model, _ = base_models.register_base_model(
         session,
         tenant_id,
@@ -40,6 +40,7 @@ def base_model(session, tenant_id: str, layers=None):
         architecture="BertModel",
         layers=layers or LAYERS,
         source_uri="/models/minilm",
+        capabilities=capabilities,
     )
     return model
 

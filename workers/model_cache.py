@@ -67,17 +67,21 @@ class ModelCache:
 
 def _load(path: Path, task: str, num_labels: int | None):
     import torch
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
+    from transformers import AutoTokenizer
+
+    from registry.jobs.errors import UserInputError
+    from registry.vera.capabilities import unsupported_reason
+    from registry.vera.describe import task_model_class
 
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if task == "sequence-classification":
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path)
+    extra = {"num_labels": num_labels} if task == "sequence-classification" else {}
+    model, info = task_model_class(task).from_pretrained(path, output_loading_info=True, **extra)
+    # Weights the checkpoint lacks are initialised at random: a causal-LM job on an
+    # encoder without an LM head would "train" on noise. The job's choice, not a fault here.
+    reason = unsupported_reason(task, sorted(info["missing_keys"]))
+    if reason:
+        message = f"this base model cannot train {task}: {reason}"
+        raise UserInputError(message, code="unsupported_task")
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model.eval(), tokenizer

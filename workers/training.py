@@ -265,6 +265,26 @@ def _examples(ctx: WorkerContext, spec: JobSpec) -> list[dict]:
     return rows
 
 
+def _check_fits(model, spec: JobSpec) -> None:
+    """The submit-time rule again, on the model as loaded here (older rows lack the facts)."""
+    from registry.vera.capabilities import job_problems
+    from registry.vera.describe import loaded_capabilities
+
+    task = spec.dataset.task
+    problems = job_problems(
+        loaded_capabilities(model, task),
+        task=task,
+        target_modules=spec.adapter.target_modules,
+        max_seq_len=spec.job.hyperparameters["max_seq_len"],
+        projection_dims=(spec.projection.max_d_in, spec.projection.max_d_out),
+    )
+    if problems:
+        raise UserInputError(
+            "the job does not fit its base model: "
+            + "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        )
+
+
 def _train(ctx: WorkerContext, spec: JobSpec, beat: Heartbeat) -> tuple[bytes, dict]:
     from registry.vera.config import VeraConfig
     from registry.vera.peft_io import adapter_blob, read_adapter
@@ -275,6 +295,7 @@ def _train(ctx: WorkerContext, spec: JobSpec, beat: Heartbeat) -> tuple[bytes, d
     model, tokenizer = ctx.models.get(
         spec.base.source_uri, spec.base.content_hash, task, len(labels) if labels else None
     )
+    _check_fits(model, spec)
     config = VeraConfig(
         r=spec.projection.r,
         target_modules=spec.adapter.target_modules,

@@ -22,6 +22,8 @@ class BaseModel(Base):
     # {module path: [d_in, d_out]} for every linear layer an adapter may target.
     layers: Mapped[dict[str, list[int]]] = mapped_column(JSONType)
     source_uri: Mapped[str] = mapped_column(String(2000))
+    # What it can train, per task (registry.vera.capabilities); null for older registrations.
+    capabilities: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from registry.jobs.schemas import Task
+
+
+class TaskCapability(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    layers: dict[str, list[int]] = Field(
+        description="{module path: [d_in, d_out]} on the model class this task trains."
+    )
+
+
+class Capabilities(BaseModel):
+    """What the weights can train, computed by `registry.vera.describe` at registration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_positions: int | None = Field(
+        None, ge=1, le=1 << 30, description="Longest input the position embeddings cover."
+    )
+    tasks: dict[Task, TaskCapability] = Field(description="The tasks it can train.")
+    unsupported: dict[Task, Annotated[str, Field(max_length=2000)]] = Field(
+        default_factory=dict, description="Why it cannot train the other tasks."
+    )
 
 
 class BaseModelIn(BaseModel):
@@ -15,6 +40,9 @@ class BaseModelIn(BaseModel):
     architecture: str = Field(min_length=1, max_length=200)
     layers: dict[str, list[int]] = Field(description="{module path: [d_in, d_out]}")
     source_uri: str = Field(min_length=1, max_length=2000, description="Where workers load it.")
+    capabilities: Capabilities | None = Field(
+        None, description="Per task: layers, or why not; max positions. Checked at job submit."
+    )
 
 
 class BaseModelOut(BaseModel):
@@ -26,6 +54,7 @@ class BaseModelOut(BaseModel):
     architecture: str
     layers: dict[str, list[int]]
     source_uri: str
+    capabilities: Capabilities | None
     created_at: datetime
 
 

@@ -40,6 +40,20 @@ def _check_layers(layers: dict) -> dict[str, list[int]]:
     return checked
 
 
+def _check_capabilities(capabilities: dict | None) -> dict | None:
+    if capabilities is None:
+        return None
+    for task, entry in capabilities.get("tasks", {}).items():
+        try:
+            entry["layers"] = _check_layers(entry["layers"])
+        except Invalid as exc:
+            raise Invalid(
+                f"capabilities.tasks.{task}: {exc.message}",
+                details=[{"field": f"capabilities.tasks.{task}.layers", "message": exc.message}],
+            ) from exc
+    return capabilities
+
+
 def register_base_model(
     session: Session,
     tenant_id: str,
@@ -49,51 +63,49 @@ def register_base_model(
     architecture: str,
     layers: dict,
     source_uri: str,
+    capabilities: dict | None = None,
 ) -> tuple[BaseModel, bool]:
     """Register weights by content hash. Returns (model, created).
 
     Registering the same hash again with the same layers returns the existing row (so a
     retried registration is harmless); different layers under one hash is a conflict.
+    Capabilities fill in a row registered without them; different ones are a conflict.
     """
     if not CONTENT_HASH.match(content_hash or ""):
         raise Invalid(
             f"content_hash must be 'sha256:' and 64 lowercase hex digits, got {content_hash!r}",
             details=[{"field": "content_hash", "message": "expected sha256:<64 hex>"}],
         )
-    layers = _check_layers(layers)
+    fields = dict(
+        name=name,
+        content_hash=content_hash,
+        architecture=architecture,
+        layers=_check_layers(layers),
+        source_uri=source_uri,
+        capabilities=_check_capabilities(capabilities),
+    )
     existing = session.scalar(
         select(BaseModel).where(
             BaseModel.tenant_id == tenant_id, BaseModel.content_hash == content_hash
         )
     )
     if existing is not None:
-        if existing.layers != layers:
-            raise Conflict(
-                f"base model {content_hash} is registered with other layers",
-                details={"base_model_id": existing.id},
-            )
+        for field in ("layers", "capabilities"):
+            mine, theirs = getattr(existing, field), fields[field]
+            if field == "capabilities" and (mine is None or theirs is None):
+                existing.capabilities = mine or theirs
+            elif mine != theirs:
+                raise Conflict(
+                    f"base model {content_hash} is registered with other {field}",
+                    details={"base_model_id": existing.id},
+                )
         return existing, False
-    model = BaseModel(
-        tenant_id=tenant_id,
-        name=name,
-        content_hash=content_hash,
-        architecture=architecture,
-        layers=layers,
-        source_uri=source_uri,
-    )
+    model = BaseModel(tenant_id=tenant_id, **fields)
     try:
         with session.begin_nested():
             session.add(model)
     except IntegrityError:
-        return register_base_model(
-            session,
-            tenant_id,
-            name=name,
-            content_hash=content_hash,
-            architecture=architecture,
-            layers=layers,
-            source_uri=source_uri,
-        )
+        return register_base_model(session, tenant_id, **fields)
     return model, True
 
 
@@ -108,12 +120,6 @@ def list_base_models(
     if after_id:
         query = query.where(BaseModel.id > after_id)
     return list(session.scalars(query.order_by(BaseModel.id).limit(limit)))
-
-
-def projection_dims(layers: dict[str, list[int]], targets: list[str]) -> tuple[int, int]:
-    """max_d_in, max_d_out over the targeted layers."""
-    dims = [layers[path] for path in targets]
-    return max(d[0] for d in dims), max(d[1] for d in dims)
 
 
 def get_or_create_projection(

@@ -139,6 +139,11 @@ def base_models() -> None:
 @click.option("--targets", help="Comma-separated layers for the projection [default: q/v].")
 @click.option("--r", "rank", default=256, show_default=True, help="VeRA rank of the projection.")
 @click.option("--seed", default=0, show_default=True, help="Seed the matrices grow from.")
+@click.option(
+    "--task",
+    type=click.Choice(["causal-lm", "sequence-classification"]),
+    help="Size the projection on this task's model [default: the first it can train].",
+)
 @click.option("--no-projection", is_flag=True, help="Register the weights only.")
 @remote_command
 def base_models_register(
@@ -148,6 +153,7 @@ def base_models_register(
     targets: str | None,
     rank: int,
     seed: int,
+    task: str | None,
     no_projection: bool,
 ) -> None:
     """Hash a local checkpoint at PATH, list its layers, and register it (with a projection).
@@ -156,21 +162,26 @@ def base_models_register(
     torch and transformers (the `train` extra). Registering the same weights again
     returns the existing rows."""
     try:
-        from registry.vera.describe import describe_base_model, describe_projection
+        from registry.vera import describe
     except ImportError as exc:
         raise click.ClickException(
             f"{exc}: hashing a checkpoint needs torch and transformers; "
             "install them with: pip install 'vera-registry[train]'"
         ) from exc
     with output.console(stderr=True).status(f"hashing {path} …"):
-        description = describe_base_model(path)
+        description = describe.describe_base_model(path)
     if name:
         description["name"] = name
     model = remote.client.register_base_model(description)
     result: dict[str, Any] = {"base_model": model, "projection": None}
     if not no_projection:
-        wanted = split_list(targets) or default_targets(description["layers"])
-        body = describe_projection(description["layers"], wanted, seed, rank)
+        task = task or describe.default_task(description)
+        try:
+            layers = describe.layers_for(description, task)
+            wanted = split_list(targets) or default_targets(layers)
+            body = describe.describe_projection(layers, wanted, seed, rank, task)
+        except ValueError as exc:
+            raise click.UsageError(f"{exc} (--task {task}, --targets)") from exc
         result["projection"] = remote.client.register_projection(model["id"], body)
         result["target_modules"] = wanted
     if remote.as_json:

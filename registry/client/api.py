@@ -433,7 +433,8 @@ class RegistryClient:
     # -- base models and projections ----------------------------------------------------
 
     def register_base_model(self, body: dict) -> dict:
-        """body: name, content_hash, architecture, layers, source_uri (see describe_base_model)."""
+        """body: name, content_hash, architecture, layers, source_uri, capabilities (see
+        describe_base_model)."""
         return self._json("POST", "/v1/base-models", json=body)
 
     def list_base_models(self) -> dict:

@@ -68,13 +68,14 @@ class Tour:
     # -- 1. the base model -----------------------------------------------------------------
 
     def register(self) -> None:
-        from registry.vera.describe import describe_base_model, describe_projection
+        from registry.vera.describe import describe_base_model, describe_projection, layers_for
 
         self.step("Register the shared base model and its projection")
         description = describe_base_model(minilm_path())
         description["name"] = "all-MiniLM-L6-v2"
         base = self.client.register_base_model(description)
-        body = describe_projection(description["layers"], TARGETS, SEED, RANK)
+        layers = layers_for(description, "sequence-classification")
+        body = describe_projection(layers, TARGETS, SEED, RANK, "sequence-classification")
         projection = self.client.register_projection(base["id"], body)
         self.base, self.projection = base, projection
         self.out.print(

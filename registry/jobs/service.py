@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -18,6 +17,7 @@ from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.schemas import JobRequest
+from registry.vera.capabilities import job_problems
 
 TRANSITIONS = {
     "queued": {"running", "cancelled", "failed"},
@@ -27,17 +27,6 @@ TRANSITIONS = {
     "cancelled": set(),
 }
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def match_targets(layers: dict[str, list[int]], target_modules: list[str] | str) -> list[str]:
-    """Layer paths that PEFT would target: a regex string must match the whole path; a list
-    entry matches a path equal to it or ending in '.' + it."""
-    if isinstance(target_modules, str):
-        pattern = re.compile(target_modules)
-        return sorted(path for path in layers if pattern.fullmatch(path))
-    return sorted(
-        path for path in layers if any(path == t or path.endswith("." + t) for t in target_modules)
-    )
 
 
 def _request_sha256(request: JobRequest) -> str:
@@ -71,28 +60,19 @@ def _check_request(session: Session, tenant_id: str, request: JobRequest) -> lis
         errors.append({"field": "projection_id", "message": "no such projection"})
     elif base is not None and projection.base_model_id != base.id:
         errors.append({"field": "projection_id", "message": "projection is for another base model"})
-    if base is not None:
-        errors.extend(_check_targets(base, projection, request.target_modules))
+        projection = None
+    if base is not None and dataset is not None:
+        errors.extend(
+            job_problems(
+                base.capabilities,
+                layers=base.layers,
+                task=dataset.task,
+                target_modules=request.target_modules,
+                max_seq_len=request.hyperparameters.max_seq_len,
+                projection_dims=(projection.max_d_in, projection.max_d_out) if projection else None,
+            )
+        )
     return errors
-
-
-def _check_targets(base: BaseModel, projection: Projection | None, targets: list[str]) -> list:
-    matched = match_targets(base.layers, targets)
-    if not matched:
-        return [{"field": "target_modules", "message": f"no layer of {base.name} matches"}]
-    if projection is None:
-        return []
-    max_d_in = max(base.layers[p][0] for p in matched)
-    max_d_out = max(base.layers[p][1] for p in matched)
-    if (max_d_in, max_d_out) != (projection.max_d_in, projection.max_d_out):
-        return [
-            {
-                "field": "projection_id",
-                "message": f"targets need a projection of max_d_in={max_d_in}, max_d_out="
-                f"{max_d_out}; this one is {projection.max_d_in}×{projection.max_d_out}",
-            }
-        ]
-    return []
 
 
 def submit_job(

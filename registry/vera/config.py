@@ -7,6 +7,7 @@ ICLR 2024, arXiv:2310.11454.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,10 @@ class VeraConfig:
             return False  # PEFT never adapts a module it trains whole
         return target_matches(self.target_modules, module_path)
 
+    def select(self, layers: dict[str, Any]) -> dict[str, Any]:
+        """The entries of {module path: dims} this config adapts (the one matching rule)."""
+        return {path: dims for path, dims in layers.items() if path and self.matches(path)}
+
     def to_peft_dict(self, base_model_name_or_path: str | None = None) -> dict[str, Any]:
         """The adapter_config.json PEFT's `PeftModel.from_pretrained` reads."""
         return {
@@ -127,3 +132,10 @@ def target_matches(target_modules: list[str] | str, module_path: str) -> bool:
     return module_path in target_modules or any(
         module_path.endswith(f".{name}") for name in target_modules
     )
+
+
+def max_dims(layers: dict[str, Sequence[int]]) -> tuple[int, int]:
+    """(max_d_in, max_d_out) over {path: (d_in, d_out)}: the size of the shared A and B."""
+    if not layers:
+        raise ValueError("no layers: the projection needs at least one adapted layer")
+    return max(dims[0] for dims in layers.values()), max(dims[1] for dims in layers.values())

@@ -117,20 +117,13 @@ def _prefix_from_config(directory: Path) -> str | None:
     return None
 
 
-def hash_safetensors_dir(path: str | Path, base_model_prefix: str | None = None) -> str:
-    """`sha256:<hex>` of the weights in a directory of *.safetensors files.
-
-    Tensors are read one at a time (memory-mapped by safetensors), so the weights are
-    never held in memory at once. The prefix to strip is read from config.json's
-    `architectures` unless given.
-    """
+def _checkpoint_tensors(directory: Path, prefix: str | None) -> dict[str, tuple[Path, str]]:
+    """{canonical name: (file, stored name)} of a directory of *.safetensors files."""
     from safetensors import safe_open
 
-    directory = Path(path)
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no *.safetensors files in {directory}")
-    prefix = base_model_prefix or _prefix_from_config(directory)
     location: dict[str, tuple[Path, str]] = {}
     for file in files:
         with safe_open(file, framework="pt") as handle:
@@ -141,6 +134,34 @@ def hash_safetensors_dir(path: str | Path, base_model_prefix: str | None = None)
                 if canonical in location:
                     raise ValueError(f"tensor {canonical!r} is stored twice in {directory}")
                 location[canonical] = (file, name)
+    return location
+
+
+def missing_weights(model: nn.Module, path: str | Path) -> list[str]:
+    """Canonical names of the model's weights that the checkpoint at `path` lacks: what
+    `from_pretrained` would initialise at random (tied copies are not missing)."""
+    prefix = getattr(model, "base_model_prefix", None)
+    stored = _checkpoint_tensors(Path(path), prefix)
+    tied_copies = set(getattr(model, "all_tied_weights_keys", None) or {})
+    wanted = {
+        _canonical(name, prefix)
+        for name in model.state_dict()
+        if name not in tied_copies and not _NOT_WEIGHTS.search(name)
+    }
+    return sorted(wanted - set(stored))
+
+
+def hash_safetensors_dir(path: str | Path, base_model_prefix: str | None = None) -> str:
+    """`sha256:<hex>` of the weights in a directory of *.safetensors files.
+
+    Tensors are read one at a time (memory-mapped by safetensors), so the weights are
+    never held in memory at once. The prefix to strip is read from config.json's
+    `architectures` unless given.
+    """
+    from safetensors import safe_open
+
+    directory = Path(path)
+    location = _checkpoint_tensors(directory, base_model_prefix or _prefix_from_config(directory))
 
     def read(canonical: str) -> torch.Tensor:
         file, name = location[canonical]
@@ -160,6 +181,18 @@ def linear_shape(module: nn.Module) -> tuple[int, int] | None:
     return None
 
 
+def linear_layers(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """{module path: (d_in, d_out)} of every layer VeRA can adapt (our wrapper seen through)."""
+    layers = {}
+    for path, module in model.named_modules():
+        if path.endswith(".base_layer"):
+            continue  # counted under its wrapper's path, as PEFT names it
+        shape = linear_shape(getattr(module, "base_layer", module))
+        if path and shape is not None:
+            layers[path] = shape
+    return layers
+
+
 def discover_layers(
     model: nn.Module, target_modules: list[str] | str, modules_to_save: Sequence[str] = ()
 ) -> dict[str, tuple[int, int]]:
@@ -167,19 +200,7 @@ def discover_layers(
     from .config import VeraConfig
 
     config = VeraConfig(target_modules=target_modules, modules_to_save=list(modules_to_save))
-    layers = {}
-    for path, module in model.named_modules():
-        if not path or not config.matches(path):
-            continue
-        base = getattr(module, "base_layer", module)
-        shape = linear_shape(base)
-        if shape is not None:
-            layers[path] = shape
+    layers = config.select(linear_layers(model))
     if not layers:
         raise ValueError(f"target_modules={target_modules!r} matches no linear layer")
     return layers
-
-
-def max_dims(layers: dict[str, tuple[int, int]]) -> tuple[int, int]:
-    """(max_d_in, max_d_out): the size of the shared A and B over the adapted layers."""
-    return max(d_in for d_in, _ in layers.values()), max(d_out for _, d_out in layers.values())

@@ -13,8 +13,8 @@ from collections import Counter
 import torch
 from torch import nn
 
-from .config import VeraConfig
-from .hashing import discover_layers, max_dims
+from .config import VeraConfig, max_dims, target_matches
+from .hashing import discover_layers
 from .layers import SharedProjection, VeraLinear
 from .projection import fingerprint, generate_projection, regenerate_checked
 
@@ -31,7 +31,7 @@ def head_modules(model: nn.Module, config: VeraConfig) -> dict[str, nn.Module]:
     names = config.modules_to_save or []
     found = {}
     for path, module in model.named_modules():
-        if path and any(path == name or path.endswith(f".{name}") for name in names):
+        if path and names and target_matches(names, path):
             found[path] = module
     return found
 

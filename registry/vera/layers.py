@@ -147,6 +147,17 @@ class VeraLinear(nn.Module):
         self.input_sharing = 1  # layers of the same block reading the same input
         self.compute_path = "auto"  # "auto" | "factored" | "dense"
 
+    def _apply(self, fn, recurse=True):
+        # The base layer converts as asked; the λ vectors and the bank follow the device
+        # but never drop below float32 (`model.to(torch.bfloat16)` would round tiny λ
+        # updates away). float64 is kept for exact tests.
+        if recurse:
+            for child in self.children():
+                child._apply(fn)
+        converted = fn(torch.empty(0, device=self.vera_lambda_d.device))
+        dtype = torch.promote_types(converted.dtype, torch.float32)
+        return super()._apply(lambda t: t.to(converted.device, dtype), recurse=False)
+
     def _sliced(self, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
         return (
             self.projection.vera_A[:, : self.d_in].to(dtype),

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import VeraConfig
-from .inject import adapter_state_dict, inject_vera, load_adapter_state_dict
-from .projection import fingerprint
+from .inject import adapter_state_dict, inject_vera, load_adapter_state_dict, remove_vera
+from .projection import ProjectionMismatch, check_stored
 
 BLOB_FORMAT_VERSION = "1"
 CONFIG_NAME = "adapter_config.json"
@@ -32,6 +32,8 @@ class LoadedAdapter:
     config: VeraConfig
     vectors: dict[str, torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
+    # A and B as a PEFT checkpoint saved with save_projection=True stores them.
+    stored_projection: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def identity(self) -> dict[str, str]:
@@ -151,12 +153,11 @@ def read_adapter(source: str | Path | bytes) -> LoadedAdapter:
     directory = Path(source)
     config = VeraConfig.from_peft_dict(json.loads((directory / CONFIG_NAME).read_text()))
     vectors = load_file(directory / WEIGHTS_NAME)
-    metadata = {}
+    stored = None
     if "base_model.vera_A" in vectors and "base_model.vera_B" in vectors:
-        # Saved with save_projection=True: we regenerate A/B and require the same bytes.
+        # Saved with save_projection=True: load_peft checks them against ours (check_stored).
         stored = vectors.pop("base_model.vera_A"), vectors.pop("base_model.vera_B")
-        metadata["projection_fingerprint"] = fingerprint(*stored)
-    return LoadedAdapter(config, vectors, metadata)
+    return LoadedAdapter(config, vectors, {}, stored)
 
 
 def load_peft(
@@ -166,8 +167,10 @@ def load_peft(
 ) -> LoadedAdapter:
     """Load an adapter into `model`, injecting VeRA first if it is not there yet.
 
-    For a blob, the projection is regenerated and checked against the blob's fingerprint,
-    and `expected_base_hash` (if given) must equal the blob's base model hash.
+    The projection must be the adapter's: a blob's recorded fingerprint must be the model's
+    (regenerated and checked when injecting here), a PEFT checkpoint's stored A/B must be
+    ours up to their rounding (`check_stored`); `expected_base_hash` (if given) must equal
+    the blob's base model hash. On any refusal a model injected here is left as it came.
     """
     adapter = read_adapter(source)
     recorded_base = adapter.metadata.get("base_model_hash")
@@ -175,10 +178,29 @@ def load_peft(
         raise ValueError(
             f"adapter was trained on base {recorded_base}, this base is {expected_base_hash}"
         )
-    if not hasattr(model, "vera_projection"):
-        inject_vera(model, adapter.config, adapter.metadata.get("projection_fingerprint"))
-    _check_same_adapter_shape(model.vera_config, adapter.config)
-    load_adapter_state_dict(model, adapter.vectors)
+    recorded = adapter.metadata.get("projection_fingerprint")
+    injected_here = not hasattr(model, "vera_projection")
+    if injected_here:
+        inject_vera(model, adapter.config, recorded)
+    try:
+        _check_same_adapter_shape(model.vera_config, adapter.config)
+        projection = model.vera_projection
+        if recorded and recorded != projection.fingerprint:
+            raise ProjectionMismatch(
+                f"the adapter was made against projection {recorded}, this model is injected "
+                f"with {projection.fingerprint} (same seed and r): its A/B differ in dims or "
+                "were drawn by another torch build, or the adapter's metadata is corrupted",
+                "fingerprint",
+            )
+        if adapter.stored_projection is not None:
+            ours = projection.vera_A, projection.vera_B
+            check_stored(adapter.stored_projection, ours, projection.seed)
+            adapter.metadata["projection_fingerprint"] = projection.fingerprint
+        load_adapter_state_dict(model, adapter.vectors)
+    except Exception:
+        if injected_here:
+            remove_vera(model)
+        raise
     return adapter
 
 

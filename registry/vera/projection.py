@@ -19,7 +19,20 @@ GENERATOR_ID = "torch-cpu-mt19937/kaiming-uniform-sqrt2/A-then-B/v1"
 
 
 class ProjectionMismatch(RuntimeError):
-    """The regenerated A/B do not have the fingerprint recorded for them."""
+    """The A/B an adapter was made with are not the ones regenerated here.
+
+    `cause` names why: "shape" (other r or dims: other targets or model), "draw" (another
+    seed, or a torch build whose generator draws other numbers), "corrupted", or
+    "fingerprint" (only a hash to compare: see the message for the candidates).
+    """
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+# Half dtypes a checkpoint's A/B may have been rounded through (a bf16 base in PEFT).
+_ROUNDINGS = (torch.bfloat16, torch.float16)
 
 
 def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -61,17 +74,80 @@ def fingerprint(vera_a: torch.Tensor, vera_b: torch.Tensor) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def _roundings(ours: torch.Tensor, stored: torch.Tensor) -> list[torch.Tensor]:
+    """Ours as `stored` would hold it after each rounding it may have gone through."""
+    ours = ours.detach().to("cpu", torch.float32)
+    dtypes = dict.fromkeys((stored.dtype, torch.float32, *_ROUNDINGS))
+    return [ours.to(dtype).to(stored.dtype) for dtype in dtypes]
+
+
 def regenerate_checked(
     seed: int, r: int, max_d_in: int, max_d_out: int, expected_fingerprint: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Regenerate A and B and refuse them if their fingerprint is not the recorded one."""
     vera_a, vera_b = generate_projection(seed, r, max_d_in, max_d_out)
     got = fingerprint(vera_a, vera_b)
-    if got != expected_fingerprint:
-        raise ProjectionMismatch(
-            f"projection (seed={seed}, r={r}, max_d_in={max_d_in}, max_d_out={max_d_out}) "
-            f"regenerated with torch {torch.__version__} has fingerprint {got}, expected "
-            f"{expected_fingerprint}: this torch build draws different random numbers, so "
-            "adapters trained against the recorded projection would give wrong outputs"
+    if got == expected_fingerprint:
+        return vera_a, vera_b
+    params = f"projection (seed={seed}, r={r}, max_d_in={max_d_in}, max_d_out={max_d_out})"
+    rounded = {
+        fingerprint(vera_a.to(dtype), vera_b.to(dtype)): str(dtype).removeprefix("torch.")
+        for dtype in _ROUNDINGS
+    }
+    if expected_fingerprint in rounded:
+        cause, why = (
+            "rounding",
+            f"the recorded fingerprint is of these matrices rounded to "
+            f"{rounded[expected_fingerprint]}; record the float32 one",
         )
-    return vera_a, vera_b
+    else:
+        cause, why = (
+            "fingerprint",
+            "either the torch build that recorded it draws other numbers than this one "
+            "(compare the projection's torch_version), or the record is of other parameters "
+            "(seed, r, dims) or corrupted",
+        )
+    raise ProjectionMismatch(
+        f"{params} regenerated with torch {torch.__version__} has fingerprint {got}, the record "
+        f"says {expected_fingerprint}: {why}. Adapters made against the recorded matrices "
+        "would give wrong outputs here",
+        cause,
+    )
+
+
+def check_stored(
+    stored: tuple[torch.Tensor, torch.Tensor], ours: tuple[torch.Tensor, torch.Tensor], seed: int
+) -> None:
+    """Accept a checkpoint's stored A/B (PEFT's save_projection=True) if they are ours,
+    exactly or as rounded through their own dtype, bf16 or fp16; else say why not."""
+    for name, theirs, mine in zip("AB", stored, ours, strict=True):
+        if tuple(theirs.shape) != tuple(mine.shape):
+            raise ProjectionMismatch(
+                f"the stored {name} is {tuple(theirs.shape)}, its config's r and targets on "
+                f"this model need {tuple(mine.shape)}: it was saved for another model or "
+                "other targets",
+                "shape",
+            )
+        candidates = _roundings(mine, theirs)
+        if any(torch.equal(candidate, theirs) for candidate in candidates):
+            continue
+        same = max(float((candidate == theirs).float().mean()) for candidate in candidates)
+        bound = math.sqrt(6.0 / theirs.shape[1])  # kaiming-uniform with gain √2
+        if same >= 0.5:
+            cause, why = "corrupted", f"{1 - same:.1%} of its values differ: it is corrupted"
+        elif bool((theirs.float().abs() > bound * 1.01).any()):  # 1 %: bf16 rounding
+            cause, why = (
+                "corrupted",
+                f"values beyond ±{bound:.4g} are no kaiming-uniform draw: it is corrupted or "
+                "was initialised otherwise",
+            )
+        else:
+            cause, why = (
+                "draw",
+                f"it is another random draw: made with a seed other than "
+                f"projection_prng_key={seed}, or by a torch build whose CPU generator draws "
+                f"other numbers than torch {torch.__version__}",
+            )
+        raise ProjectionMismatch(
+            f"the stored {name} {tuple(theirs.shape)} is not the regenerated one: {why}", cause
+        )

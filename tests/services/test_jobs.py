@@ -151,13 +151,6 @@ def test_cancel_queued_job_and_list(ready):
     assert {j.id for j in page + rest} == {first.id, second.id} and len(rest) == 1
 
 
-def test_match_targets_follows_peft_semantics():
-    layers = {"a.q_proj": [1, 1], "a.k_proj": [1, 1], "b.q_proj": [1, 1], "q_proj": [1, 1]}
-    assert jobs.match_targets(layers, ["q_proj"]) == ["a.q_proj", "b.q_proj", "q_proj"]
-    assert jobs.match_targets(layers, r"a\..*_proj") == ["a.k_proj", "a.q_proj"]
-    assert jobs.match_targets(layers, ["proj"]) == []
-
-
 def test_missing_job_is_not_found(session):
     tenant = factories.tenant(session)
     with pytest.raises(NotFound):

@@ -6,12 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from registry.vera.hashing import (
-    discover_layers,
-    hash_safetensors_dir,
-    hash_state_dict,
-    max_dims,
-)
+from registry.vera.config import max_dims
+from registry.vera.hashing import discover_layers, hash_safetensors_dir, hash_state_dict
 
 from .conftest import tiny_llama
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from registry.vera.config import VeraConfig
 from registry.vera.inject import (
+    adapter_state_dict,
     inject_vera,
     merge_vera,
     remove_vera,
@@ -83,9 +84,16 @@ def test_bf16_base_keeps_fp32_vectors_and_projection() -> None:
     model = tiny_llama().to(torch.bfloat16)
     inject_vera(model, VeraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     randomize_vectors(model)
-    model.to(torch.bfloat16)  # must neither round A/B nor break the adapter path
-    assert model.vera_projection.vera_A.dtype == torch.float32
     layer = model.model.layers[0].self_attn.q_proj
+    before = {name: tensor.clone() for name, tensor in _adapter_tensors(model, layer).items()}
+    parameter = layer.vera_lambda_b
+    model.to(torch.bfloat16)  # must neither round A/B, the vectors nor the bank
+    after = _adapter_tensors(model, layer)
+    assert {name: t.dtype for name, t in after.items()} == dict.fromkeys(before, torch.float32)
+    for name, tensor in before.items():
+        assert torch.equal(after[name], tensor), name
+    assert layer.vera_lambda_b is parameter  # an optimizer holding it stays valid
+    assert layer.base_layer.weight.dtype == torch.bfloat16
     x = torch.randn(2, 3, 64, dtype=torch.bfloat16)
     out = layer(x)
     assert out.dtype == torch.bfloat16
@@ -95,6 +103,34 @@ def test_bf16_base_keeps_fp32_vectors_and_projection() -> None:
     lambda_d, lambda_b = layer.vera_lambda_d.float(), layer.vera_lambda_b.float()
     delta = lambda_b * F.linear(lambda_d * F.linear(x.float(), vera_a), vera_b)
     torch.testing.assert_close(out, (layer.base_layer(x) + delta).to(torch.bfloat16))
+
+
+def _adapter_tensors(model, layer) -> dict[str, torch.Tensor]:
+    from registry.vera.bank import AdapterBank
+
+    if layer.bank_lambda_d.shape[0] == 0:
+        bank = AdapterBank(model, capacity=2)
+        bank.put("alice", {k: v + 0.123456789 for k, v in adapter_state_dict(model).items()})
+    return {
+        "vera_A": model.vera_projection.vera_A,
+        "vera_B": model.vera_projection.vera_B,
+        "vera_lambda_d": layer.vera_lambda_d,
+        "vera_lambda_b": layer.vera_lambda_b,
+        "bank_lambda_d": layer.bank_lambda_d,
+        "bank_lambda_b": layer.bank_lambda_b,
+    }
+
+
+@pytest.mark.parametrize("convert", ["half", "float64"])
+def test_vectors_never_drop_below_float32(convert) -> None:
+    model = tiny_llama()
+    inject_vera(model, VeraConfig(r=8, target_modules=["q_proj"]))
+    layer = model.model.layers[0].self_attn.q_proj
+    _adapter_tensors(model, layer)
+    model.half() if convert == "half" else model.to(torch.float64)
+    expected = torch.float32 if convert == "half" else torch.float64
+    for name in ("vera_lambda_d", "vera_lambda_b", "bank_lambda_d", "bank_lambda_b"):
+        assert getattr(layer, name).dtype == expected, name
 
 
 def plain_vera(x, weight, bias, vera_a, vera_b, lambda_d, lambda_b):
