@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.config import Settings
 from registry.errors import BlobNotFound, StorageError
-from registry.storage import CHUNK, SHA256, BlobInfo, BlobStore, blob_key
+from registry.storage import CHUNK, SHA256, BlobInfo, BlobStore, CheckedStream, blob_key
 
 log = logging.getLogger(__name__)
 EXISTS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
@@ -59,6 +59,7 @@ class S3BlobStore(BlobStore):
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.checksums = settings.s3_checksums
         self.conditional = settings.s3_conditional_writes
+        self.part_bytes = settings.s3_part_bytes
         self.where = f"s3://{bucket}/{self.prefix} at {settings.s3_endpoint_url or 'AWS'}"
         self.client = client or make_client(settings)
 
@@ -78,6 +79,71 @@ class S3BlobStore(BlobStore):
     def _write_file(self, sha256: str, path: Path, size: int) -> None:
         with open(path, "rb") as body:
             self._put(sha256, body)
+
+    def _write_stream(self, sha256: str, checked: CheckedStream) -> None:
+        """A multipart upload, one part in memory at a time; completed only once the whole
+        body hashed right, aborted otherwise (nothing is visible under the key before)."""
+        key, buffer, parts, upload_id = self._key(sha256), bytearray(), [], None
+        try:
+            for chunk in checked:
+                buffer += chunk
+                while len(buffer) >= self.part_bytes:
+                    if upload_id is None:
+                        upload_id = self._call(
+                            "upload", "create_multipart_upload", Bucket=self.bucket, Key=key
+                        )["UploadId"]
+                    parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+                    del buffer[: self.part_bytes]
+            checked.verify()
+            if upload_id is None:
+                self._put(sha256, bytes(buffer))
+                return
+            if buffer:
+                parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+            self._call(
+                "upload",
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            if upload_id is not None:
+                try:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                except (ClientError, BotoCoreError):
+                    log.warning("could not abort multipart upload of %s", key, exc_info=True)
+            raise
+
+    def _part(self, key: str, upload_id: str, number: int, buffer: bytearray) -> dict:
+        body = bytes(buffer[: self.part_bytes])
+        answer = self._call(
+            "upload",
+            "upload_part",
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        # Whatever checksum the client library added to the part must be repeated at the end.
+        return {
+            "PartNumber": number,
+            **{
+                k: v
+                for k, v in answer.items()
+                if k == "ETag" or (k.startswith("Checksum") and k != "ChecksumType")
+            },
+        }
+
+    def _call(self, action: str, method: str, **args) -> dict:
+        try:
+            return getattr(self.client, method)(**args)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(action, exc) from exc
 
     def _put(self, sha256: str, body) -> None:
         args = {"Bucket": self.bucket, "Key": self._key(sha256), "Body": body}

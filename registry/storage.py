@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +76,19 @@ class BlobStore(ABC):
         self._write_file(digest.hexdigest(), Path(path), size)
         return BlobInfo(digest.hexdigest(), size)
 
+    def put_stream(self, chunks: Iterable[bytes], *, sha256: str, max_bytes: int) -> BlobInfo:
+        """Store a body of unknown length in bounded memory (multi-GB base-model files). It
+        must hash to `sha256` and fit `max_bytes`, else nothing becomes visible. Bytes already
+        stored are still read and checked (the sender proves it has them), not written again."""
+        checked = CheckedStream(chunks, check_sha256(sha256), max_bytes)
+        if self.exists(sha256):
+            for _ in checked:
+                pass
+            checked.verify()
+        else:
+            self._write_stream(sha256, checked)
+        return BlobInfo(sha256, checked.size)
+
     def get(self, sha256: str) -> bytes:
         """The blob's bytes, verified against their name."""
         data = b"".join(self._read(check_sha256(sha256), 0, None))
@@ -125,6 +138,10 @@ class BlobStore(ABC):
     def _write_file(self, sha256: str, path: Path, size: int) -> None: ...
 
     @abstractmethod
+    def _write_stream(self, sha256: str, checked: CheckedStream) -> None:
+        """Write the stream; make it visible only after `checked.verify()` passed."""
+
+    @abstractmethod
     def _read(
         self, sha256: str, start: int, end: int | None, chunk_size: int = CHUNK
     ) -> Iterator[bytes]: ...
@@ -143,6 +160,34 @@ class BlobStore(ABC):
 
     def presigned_get_url(self, sha256: str, ttl_s: int) -> str | None:
         return None
+
+
+class CheckedStream:
+    """Chunks that are counted and hashed as they pass; too many bytes raise TooLarge."""
+
+    def __init__(self, chunks: Iterable[bytes], sha256: str, max_bytes: int) -> None:
+        self.chunks, self.sha256, self.max_bytes = chunks, sha256, max_bytes
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                raise TooLarge(
+                    f"file exceeds the limit of {self.max_bytes} bytes",
+                    details={"limit_bytes": self.max_bytes},
+                )
+            self.digest.update(chunk)
+            yield chunk
+
+    def verify(self) -> None:
+        actual = self.digest.hexdigest()
+        if actual != self.sha256:
+            raise BadRequest(
+                f"declared sha256 {self.sha256} does not match the bytes ({actual}): the "
+                "upload was damaged or the wrong file was sent",
+                code="sha256_mismatch",
+            )
 
 
 def _corrupt(sha256: str) -> BlobCorrupt:
@@ -173,9 +218,17 @@ class LocalBlobStore(BlobStore):
 
         self._place(sha256, copy)
 
-    def _place(self, sha256: str, write) -> None:
+    def _write_stream(self, sha256: str, checked: CheckedStream) -> None:
+        def copy(handle) -> None:
+            for chunk in checked:
+                handle.write(chunk)
+            checked.verify()
+
+        self._place(sha256, copy, always=True)
+
+    def _place(self, sha256: str, write, *, always: bool = False) -> None:
         target = self._path(sha256)
-        if target.exists():
+        if target.exists() and not always:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")

@@ -2,22 +2,100 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+import anyio
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
-from registry.api.deps import AdminDep, ReadDep, SessionDep
+from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
-from registry.base_models import service
-from registry.base_models.schemas import BaseModelIn, BaseModelOut, ProjectionIn, ProjectionOut
+from registry.base_models import service, uploads
+from registry.base_models.schemas import (
+    BaseModelIn,
+    BaseModelOut,
+    ModelFileOut,
+    ProjectionIn,
+    ProjectionOut,
+)
+from registry.db import session_scope
+from registry.errors import TooLarge
 
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
+@router.api_route("/files/{sha256}", methods=["HEAD"], status_code=200)
+def has_model_file(
+    sha256: str, principal: AdminDep, session: SessionDep, store: StoreDep
+) -> Response:
+    """200 if this tenant already uploaded the file (skip it), 404 if it must be sent."""
+    size = uploads.uploaded_size(session, store, principal.tenant_id, sha256)
+    if size is None:
+        return Response(status_code=404)
+    return Response(status_code=200, headers={"X-Size": str(size)})
+
+
+@router.put(
+    "/files/{sha256}",
+    status_code=201,
+    response_model=ModelFileOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload_model_file(
+    sha256: str, request: Request, principal: AdminDep, store: StoreDep, settings: SettingsDep
+) -> ModelFileOut:
+    """Stream one base-model file (the body) into the store; it must hash to `sha256`."""
+    limit = settings.max_model_file_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(
+            f"file of {declared} bytes exceeds VERA_MAX_MODEL_FILE_BYTES={limit}",
+            details={"limit_bytes": limit},
+        )
+    body = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await body.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def chunks():
+        # The store writes from a worker thread; each chunk is pulled from the event loop,
+        # so at most one chunk (plus one S3 part) is held in memory.
+        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+            yield chunk
+
+    def store_and_record() -> ModelFileOut:
+        info = store.put_stream(chunks(), sha256=sha256, max_bytes=limit)
+        with session_scope(request.app.state.session_factory) as session:
+            uploads.record_upload(session, principal.tenant_id, info)
+        return ModelFileOut(sha256=info.sha256, size=info.size)
+
+    return await run_in_threadpool(store_and_record)
+
+
 @router.post("", status_code=201, response_model=BaseModelOut)
 def register_base_model(
-    body: BaseModelIn, principal: AdminDep, session: SessionDep, response: Response
+    body: BaseModelIn,
+    principal: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> BaseModelOut:
-    """Register base weights by content hash (the same registration again returns it, 200)."""
-    model, created = service.register_base_model(session, principal.tenant_id, **body.model_dump())
+    """Register a base model by its manifest of uploaded files, or from an allowed external
+    source (the same registration again returns it, 200)."""
+    model, created = service.register_base_model(
+        session,
+        principal.tenant_id,
+        **body.model_dump(),
+        allowed_sources=settings.model_sources,
+    )
     if not created:
         response.status_code = 200
     return BaseModelOut.model_validate(model)

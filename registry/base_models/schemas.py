@@ -6,15 +6,41 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.base_models.manifest import MAX_FILES, MAX_PATH_LENGTH
+
+
+class ModelFileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    path: str = Field(
+        min_length=1, max_length=MAX_PATH_LENGTH, description="Relative, '/'-separated."
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits.")
+    size: int = Field(ge=0, le=1 << 50)
+
 
 class BaseModelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    content_hash: str = Field(description="sha256:<64 hex> over the weights (registry.vera).")
     architecture: str = Field(min_length=1, max_length=200)
     layers: dict[str, list[int]] = Field(description="{module path: [d_in, d_out]}")
-    source_uri: str = Field(min_length=1, max_length=2000, description="Where workers load it.")
+    weights_hash: str = Field(description="sha256:<64 hex> over the tensors (registry.vera).")
+    files: list[ModelFileIn] = Field(
+        min_length=1,
+        max_length=MAX_FILES,
+        description="Every file of the checkpoint folder; uploaded first unless source_uri.",
+    )
+    content_hash: str | None = Field(
+        None, description="Optional check: must equal the hash the registry computes."
+    )
+    source_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="Load from this external root instead of the store: it must lie under "
+        "VERA_MODEL_SOURCES.",
+    )
 
 
 class BaseModelOut(BaseModel):
@@ -23,10 +49,17 @@ class BaseModelOut(BaseModel):
     id: str
     name: str
     content_hash: str
+    weights_hash: str
     architecture: str
     layers: dict[str, list[int]]
-    source_uri: str
+    files: list[ModelFileIn]
+    source_uri: str | None
     created_at: datetime
+
+
+class ModelFileOut(BaseModel):
+    sha256: str
+    size: int
 
 
 class ProjectionIn(BaseModel):

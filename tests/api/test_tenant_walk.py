@@ -25,6 +25,7 @@ def _world(client, app, tenant):
         "alias": "live",
         "user_id": "bob",
         "key_id": key["id"],
+        "sha256": base["files"][0]["sha256"],
     }
 
 
@@ -50,6 +51,7 @@ OWN_TENANT = {
     ("POST", "/v1/base-models"),
     ("POST", "/v1/jobs"),
     ("POST", "/v1/datasets"),
+    ("PUT", "/v1/base-models/files/{sha256}"),
     ("GET", "/v1/users/{user_id}/adapters"),
     ("GET", "/v1/resolve"),
 }
@@ -57,6 +59,7 @@ OWN_TENANT = {
 
 def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tenant):
     ids = _world(client, app, tenant)
+    auth = tenant.auth()
     intruder = other_tenant.auth()
     checked = 0
     for path, operations in app.openapi()["paths"].items():
@@ -70,7 +73,8 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
                 method, url, headers=intruder, json=BODIES.get((method, path))
             )
             assert response.status_code == 404, (method, url, response.text)
-            assert response.json()["error"]["code"].endswith("not_found")
+            if method != "HEAD":  # a HEAD answer has no body
+                assert response.json()["error"]["code"].endswith("not_found")
             checked += 1
     assert checked >= 15
     # Tenant-wide routes: the intruder sees none of the owner's rows.
@@ -86,3 +90,9 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
     )
     response = client.post("/v1/jobs", json=foreign_dataset_job, headers=intruder)
     assert response.status_code == 422
+    # Knowing the sha256 of another tenant's uploaded files does not let a manifest use them.
+    owner_model = client.get(f"/v1/base-models/{ids['base_model_id']}", headers=auth).json()
+    body = {k: owner_model[k] for k in ("name", "architecture", "layers", "weights_hash", "files")}
+    response = client.post("/v1/base-models", json=body, headers=intruder)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "files_not_uploaded"
