@@ -10,6 +10,7 @@ from sqlalchemy import and_, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.adapters.models import AdapterVersion
+from registry.base_models.models import BaseModelFile, ModelFileUpload
 from registry.config import Settings
 from registry.db import session_scope, utcnow
 from registry.jobs import lease
@@ -109,11 +110,18 @@ def _resend_queued(factory, dispatcher, report: SweepReport, resend_after_s: flo
 
 
 def collect_garbage(factory, store, grace_s: float, report: SweepReport) -> None:
-    """Delete blobs that no version or dataset references and that are older than the grace
-    period (a blob is written before the row that references it commits)."""
+    """Delete blobs that no version, dataset or base-model file references and that are older
+    than the grace period (a blob is written before the row that references it commits)."""
     with session_scope(factory) as session:
         referenced = set(
-            session.scalars(union(select(AdapterVersion.blob_sha256), select(Dataset.blob_sha256)))
+            session.scalars(
+                union(
+                    select(AdapterVersion.blob_sha256),
+                    select(Dataset.blob_sha256),
+                    select(BaseModelFile.sha256),
+                    select(ModelFileUpload.sha256),  # uploaded, manifest still to come
+                )
+            )
         )
     cutoff = utcnow() - timedelta(seconds=grace_s)
     for blob in store.list_blobs():

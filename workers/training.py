@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +17,7 @@ from registry.config import Settings
 from registry.db import session_scope
 from registry.jobs import lease
 from registry.jobs.models import Dataset, Job
-from workers.model_cache import BaseModelMismatch, ModelCache
+from workers.model_cache import BaseModelMismatch, ModelCache, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,12 @@ class WorkerContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     store: object
-    models: ModelCache = field(default_factory=ModelCache)
+    models: ModelCache | None = None
     worker_name: str = "worker"
+
+    def __post_init__(self) -> None:
+        if self.models is None:
+            self.models = ModelCache(self.settings, self.store)
 
 
 @dataclass
@@ -259,7 +263,7 @@ def _train(ctx: WorkerContext, spec: JobSpec, beat: Heartbeat) -> tuple[bytes, d
     task, hp = spec.dataset.task, spec.job.hyperparameters
     labels = spec.dataset.labels
     model, tokenizer = ctx.models.get(
-        spec.base.source_uri, spec.base.content_hash, task, len(labels) if labels else None
+        ModelSpec.of(spec.base), task, len(labels) if labels else None
     )
     config = VeraConfig(
         r=spec.projection.r,

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from registry.base_models.manifest import manifest_hash, scan_folder
 
 from .hashing import discover_layers, hash_safetensors_dir, max_dims
 from .projection import GENERATOR_ID, fingerprint, generate_projection
 
 
 def describe_base_model(path: str | Path) -> dict:
-    """content_hash, architecture and every targetable linear layer of a local checkpoint."""
+    """The registration body of a local checkpoint: its manifest (every file's sha256, the
+    tensor hash, the content hash over both), architecture and targetable linear layers."""
     from transformers import AutoConfig, AutoModel
 
     directory = Path(path)
@@ -22,12 +26,15 @@ def describe_base_model(path: str | Path) -> dict:
         model = AutoModel.from_config(config)
     layers = discover_layers(model, r".*")
     architectures = json.loads((directory / "config.json").read_text()).get("architectures")
+    weights_hash = hash_safetensors_dir(directory)
+    files = scan_folder(directory)
     return {
         "name": directory.name,
-        "content_hash": hash_safetensors_dir(directory),
+        "content_hash": manifest_hash(weights_hash, files),
+        "weights_hash": weights_hash,
+        "files": [asdict(f) for f in files],
         "architecture": (architectures or [type(model).__name__])[0],
         "layers": {p: [d_in, d_out] for p, (d_in, d_out) in layers.items()},
-        "source_uri": str(directory.resolve()),
     }
 
 

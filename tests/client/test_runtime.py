@@ -243,7 +243,7 @@ def test_refuses_other_projection_and_other_base(app, registry):
     with pytest.raises(ProjectionMismatch):
         ServingRuntime.for_manifest(registry, fresh_model(), other)
     wrong_base = manifest.model_copy(
-        update={"base_model": manifest.base_model.model_copy(update={"content_hash": "sha256:1"})}
+        update={"base_model": manifest.base_model.model_copy(update={"weights_hash": "sha256:1"})}
     )
     with pytest.raises(RuntimeMismatch, match="hash"):
         ServingRuntime.for_manifest(registry, fresh_model(), wrong_base)
