@@ -13,6 +13,7 @@ import click
 
 from registry.cli import output
 from registry.cli.app import main
+from registry.cli.model_upload import upload_base_model
 from registry.client.api import ClientError, RegistryClient
 from registry.config import Settings, get_settings
 
@@ -139,6 +140,11 @@ def base_models() -> None:
 @click.option("--r", "rank", default=256, show_default=True, help="VeRA rank of the projection.")
 @click.option("--seed", default=0, show_default=True, help="Seed the matrices grow from.")
 @click.option("--no-projection", is_flag=True, help="Register the weights only.")
+@click.option(
+    "--source",
+    help="Workers load the files from this operator-allowed root (a directory or "
+    "s3://bucket/prefix in VERA_MODEL_SOURCES) instead of an upload; PATH is a copy.",
+)
 @remote_command
 def base_models_register(
     remote: Remote,
@@ -148,12 +154,15 @@ def base_models_register(
     rank: int,
     seed: int,
     no_projection: bool,
+    source: str | None,
 ) -> None:
-    """Hash a local checkpoint at PATH, list its layers, and register it (with a projection).
+    """Hash a local checkpoint at PATH, list its layers, upload its files into the registry
+    and register it (with a projection).
 
-    The content hash and the projection fingerprint are computed here, so this needs
-    torch and transformers (the `train` extra). Registering the same weights again
-    returns the existing rows."""
+    Only files the registry does not hold yet are sent, so an interrupted upload resumes.
+    The hashes and the projection fingerprint are computed here, so this needs torch and
+    transformers (the `train` extra). Registering the same folder again returns the
+    existing rows."""
     try:
         from registry.vera.describe import describe_base_model, describe_projection
     except ImportError as exc:
@@ -165,7 +174,10 @@ def base_models_register(
         description = describe_base_model(path)
     if name:
         description["name"] = name
-    model = remote.client.register_base_model(description)
+    if source:
+        model = remote.client.register_base_model({**description, "source_uri": source})
+    else:
+        model = upload_base_model(remote.client, path, description, quiet=remote.as_json)
     result: dict[str, Any] = {"base_model": model, "projection": None}
     if not no_projection:
         wanted = split_list(targets) or default_targets(description["layers"])

@@ -91,6 +91,20 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+class _FileChunks:
+    """A file as a request body that can be sent again on a retry (a generator could not)."""
+
+    def __init__(self, path: Path, progress: Callable[[int], None] | None) -> None:
+        self.path, self.progress = path, progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                yield chunk
+                if self.progress:
+                    self.progress(len(chunk))
+
+
 class RegistryClient:
     """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
     `transport=` an httpx transport; otherwise one is made for `base_url`."""
@@ -351,8 +365,49 @@ class RegistryClient:
     # -- base models and projections ----------------------------------------------------
 
     def register_base_model(self, body: dict) -> dict:
-        """body: name, content_hash, architecture, layers, source_uri (see describe_base_model)."""
+        """body: name, architecture, layers, weights_hash, files, content_hash and optionally
+        source_uri (see registry.vera.describe.describe_base_model). Without source_uri,
+        every file must be uploaded first: `upload_base_model` does both."""
         return self._json("POST", "/v1/base-models", json=body)
+
+    def has_model_file(self, sha256: str) -> bool:
+        """Whether this tenant already uploaded the file (it need not be sent again)."""
+        response = self.request("HEAD", f"/v1/base-models/files/{sha256}", ok=(404,))
+        return response.status_code == 200
+
+    def upload_model_file(
+        self, path: str | Path, sha256: str, progress: Callable[[int], None] | None = None
+    ) -> dict:
+        """Stream one file to the registry's store; `progress(n)` after each chunk sent."""
+        path = Path(path)
+        return self._json(
+            "PUT",
+            f"/v1/base-models/files/{sha256}",
+            content=_FileChunks(path, progress),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(path.stat().st_size),
+            },
+        )
+
+    def upload_base_model(
+        self,
+        folder: str | Path,
+        body: dict,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> dict:
+        """Upload the files of `body["files"]` from `folder` that the registry does not hold
+        yet (so an interrupted upload resumes), then register the base model.
+        `progress(event, n)`: ("skip", size) for a file already there, ("sent", n) per chunk."""
+        folder = Path(folder)
+        for file in body["files"]:
+            if self.has_model_file(file["sha256"]):
+                if progress:
+                    progress("skip", file["size"])
+                continue
+            sent = (lambda n: progress("sent", n)) if progress else None
+            self.upload_model_file(folder / file["path"], file["sha256"], sent)
+        return self.register_base_model(body)
 
     def list_base_models(self) -> dict:
         return self._json("GET", "/v1/base-models")
