@@ -23,7 +23,7 @@ from pathlib import Path
 from registry.errors import Invalid
 
 MANIFEST_FORMAT = "vera-base-model/1"
-MAX_FILES = 10_000
+MAX_FILES = 4096  # a manifest stays under the API's 1 MiB JSON body limit
 MAX_PATH_LENGTH = 1000
 CHUNK = 1024 * 1024
 

@@ -52,10 +52,12 @@ def register_minilm(client, auth: dict) -> dict:
     return RegistryClient(api_key=api_key, http=client).upload_base_model(path, description)
 
 
-def submit(stack, *, max_steps: int, user_id: str = "alice", **hyper) -> dict:
+def submit(
+    stack, *, max_steps: int, user_id: str = "alice", base: dict | None = None, **hyper
+) -> dict:
     client, auth = stack.client, stack.auth
     _, description = minilm()
-    base = register_minilm(client, auth)
+    base = base or register_minilm(client, auth)
     from registry.vera.describe import describe_projection
 
     projection_body = describe_projection(description["layers"], ["query", "value"], 7, 32)
