@@ -17,20 +17,24 @@ from registry.base_models.schemas import (
     ProjectionOut,
 )
 from registry.db import session_scope
-from registry.errors import TooLarge
+from registry.errors import NotFound, TooLarge
 
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
-@router.api_route("/files/{sha256}", methods=["HEAD"], status_code=200)
-def has_model_file(
+@router.get("/files/{sha256}", response_model=ModelFileOut)
+def get_model_file(
     sha256: str, principal: AdminDep, session: SessionDep, store: StoreDep
-) -> Response:
-    """200 if this tenant already uploaded the file (skip it), 404 if it must be sent."""
+) -> ModelFileOut:
+    """Whether this tenant already uploaded a file (then it need not be sent again): its
+    size, or 404. Not the bytes: workers read those from the store."""
     size = uploads.uploaded_size(session, store, principal.tenant_id, sha256)
     if size is None:
-        return Response(status_code=404)
-    return Response(status_code=200, headers={"X-Size": str(size)})
+        raise NotFound(
+            f"this tenant has not uploaded file {sha256}: PUT it to /v1/base-models/files/{sha256}",
+            code="file_not_found",
+        )
+    return ModelFileOut(sha256=sha256, size=size)
 
 
 @router.put(

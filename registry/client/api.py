@@ -372,7 +372,7 @@ class RegistryClient:
 
     def has_model_file(self, sha256: str) -> bool:
         """Whether this tenant already uploaded the file (it need not be sent again)."""
-        response = self.request("HEAD", f"/v1/base-models/files/{sha256}", ok=(404,))
+        response = self.request("GET", f"/v1/base-models/files/{sha256}", ok=(404,))
         return response.status_code == 200
 
     def upload_model_file(
