@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -229,6 +230,55 @@ class S3BlobStore(BlobStore):
             Params={"Bucket": self.bucket, "Key": self._key(sha256)},
             ExpiresIn=ttl_s,
         )
+
+    # -- presigned uploads: the client PUTs to a staging key, the registry verifies and adopts
+
+    def _staging_key(self, owner: str, token: str) -> str:
+        return "/".join(p for p in (self.prefix, "staging", owner, token) if p)
+
+    def presigned_put_url(self, owner: str, token: str, ttl_s: int) -> str | None:
+        return self.client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": self._staging_key(owner, token)},
+            ExpiresIn=ttl_s,
+        )
+
+    def adopt_staged(self, owner: str, token: str, sha256: str, max_bytes: int) -> BlobInfo:
+        """Read what the client put under the staging key back (hashing it: the store may
+        not check checksums), copy it under its content address, and delete the staging key."""
+        staging = self._staging_key(owner, token)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=staging)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise BlobNotFound(
+                    "nothing was uploaded to the presigned URL (or it expired): ask for a new "
+                    "one and PUT the file to it"
+                ) from None
+            raise self._fail("head", exc) from exc
+        try:
+            checked = CheckedStream(
+                self._call("download", "get_object", Bucket=self.bucket, Key=staging)[
+                    "Body"
+                ].iter_chunks(CHUNK),
+                sha256,
+                max_bytes,
+            )
+            for _ in checked:
+                pass
+            checked.verify()
+            if not self.exists(sha256):
+                transfer = TransferConfig(
+                    multipart_threshold=self.part_bytes, multipart_chunksize=self.part_bytes
+                )
+                source = {"Bucket": self.bucket, "Key": staging}
+                try:
+                    self.client.copy(source, self.bucket, self._key(sha256), Config=transfer)
+                except (ClientError, BotoCoreError) as exc:
+                    raise self._fail("copy", exc) from exc
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=staging)
+        return BlobInfo(sha256, head["ContentLength"])
 
     def check(self) -> None:
         try:

@@ -161,6 +161,14 @@ class BlobStore(ABC):
     def presigned_get_url(self, sha256: str, ttl_s: int) -> str | None:
         return None
 
+    def presigned_put_url(self, owner: str, token: str, ttl_s: int) -> str | None:
+        """A URL the client PUTs a file to (staged, adopted by `adopt_staged`); None when
+        the store cannot presign."""
+        return None
+
+    def adopt_staged(self, owner: str, token: str, sha256: str, max_bytes: int) -> BlobInfo:
+        raise BlobNotFound("this store takes no presigned uploads")
+
 
 class CheckedStream:
     """Chunks that are counted and hashed as they pass; too many bytes raise TooLarge."""

@@ -85,6 +85,8 @@ class ModelCache:
                 f"base model {spec.content_hash} was registered before base models carried "
                 "their files: register it again (`vera-registry base-models register PATH`)"
             )
+        if spec.source_uri is not None:
+            self._check_source(spec)  # even when cached: a removed root stops loads at once
         target = self.root / spec.content_hash.removeprefix("sha256:")
         target.mkdir(parents=True, exist_ok=True)
         with _locked(target.with_name(target.name + ".lock")):
@@ -95,6 +97,14 @@ class ModelCache:
                     self._fetch_file(spec, file, path)
             self._check_weights(spec, target)
         return target
+
+    def _check_source(self, spec: ModelSpec) -> str:
+        try:
+            return check_source(spec.source_uri, self.settings.model_sources)
+        except Invalid as exc:
+            raise BaseModelMismatch(
+                f"base model {spec.content_hash}: {exc.message} (checked on this worker)"
+            ) from exc
 
     def _check_weights(self, spec: ModelSpec, target: Path) -> None:
         marker = target / WEIGHTS_CHECKED
@@ -139,7 +149,7 @@ class ModelCache:
             if source is None:
                 yield from self.store.iter_bytes(file.sha256, chunk_size=1024 * 1024)
             elif source.startswith(S3):
-                yield from self._s3_chunks(check_source(source, self.settings.model_sources), file)
+                yield from self._s3_chunks(self._check_source(spec), file)
             else:
                 yield from self._local_chunks(source, file)
         except BlobNotFound as exc:
@@ -149,10 +159,6 @@ class ModelCache:
             ) from exc
         except BlobCorrupt:
             return  # the size/sha256 check of the caller names the file
-        except Invalid as exc:  # the source left VERA_MODEL_SOURCES since registration
-            raise BaseModelMismatch(
-                f"base model {spec.content_hash}: {exc.message} (checked on this worker)"
-            ) from exc
 
     def _local_chunks(self, source: str, file: ModelFile) -> Iterator[bytes]:
         # Resolved per file: a symlink inside the source folder must not lead outside.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import anyio
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -12,12 +14,16 @@ from registry.base_models import service, uploads
 from registry.base_models.schemas import (
     BaseModelIn,
     BaseModelOut,
+    CompleteIn,
     ModelFileOut,
+    PresignIn,
+    PresignOut,
     ProjectionIn,
     ProjectionOut,
 )
 from registry.db import session_scope
-from registry.errors import NotFound, TooLarge
+from registry.errors import Conflict, NotFound, TooLarge
+from registry.storage import check_sha256
 
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
@@ -82,6 +88,50 @@ async def upload_model_file(
         return ModelFileOut(sha256=info.sha256, size=info.size)
 
     return await run_in_threadpool(store_and_record)
+
+
+@router.post("/files/{sha256}/presign", response_model=PresignOut)
+def presign_model_file(
+    sha256: str, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
+) -> PresignOut:
+    """A presigned URL to PUT one file straight to S3 (VERA_S3_PRESIGN_UPLOADS), then
+    POST .../complete; 409 when this registry takes uploads only through the API."""
+    check_sha256(sha256)
+    if body.size > settings.max_model_file_bytes:
+        raise TooLarge(
+            f"file of {body.size} bytes exceeds VERA_MAX_MODEL_FILE_BYTES",
+            details={"limit_bytes": settings.max_model_file_bytes},
+        )
+    upload_id = secrets.token_hex(16)
+    ttl = settings.s3_presign_ttl_s
+    url = (
+        store.presigned_put_url(principal.tenant_id, upload_id, ttl)
+        if settings.s3_presign_uploads
+        else None
+    )
+    if url is None:
+        raise Conflict(
+            f"this registry takes files only through the API: PUT /v1/base-models/files/{sha256}",
+            code="presign_unavailable",
+        )
+    return PresignOut(url=url, upload_id=upload_id, expires_in_s=ttl)
+
+
+@router.post("/files/{sha256}/complete", status_code=201, response_model=ModelFileOut)
+def complete_model_file(
+    sha256: str,
+    body: CompleteIn,
+    principal: AdminDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> ModelFileOut:
+    """Verify what landed at the presigned URL (it must hash to `sha256`) and keep it."""
+    info = store.adopt_staged(
+        principal.tenant_id, body.upload_id, check_sha256(sha256), settings.max_model_file_bytes
+    )
+    uploads.record_upload(session, principal.tenant_id, info)
+    return ModelFileOut(sha256=info.sha256, size=info.size)
 
 
 @router.post("", status_code=201, response_model=BaseModelOut)

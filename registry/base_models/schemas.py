@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.base_models.manifest import MAX_FILES, MAX_PATH_LENGTH
 
+# One presigned PUT is one S3 object write: S3 takes at most 5 GiB that way.
+PRESIGNED_PUT_MAX_BYTES = 5 * 1024**3
+
 
 class ModelFileIn(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
@@ -60,6 +63,24 @@ class BaseModelOut(BaseModel):
 class ModelFileOut(BaseModel):
     sha256: str
     size: int
+
+
+class PresignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=0, le=PRESIGNED_PUT_MAX_BYTES, description="The file's size, bytes.")
+
+
+class PresignOut(BaseModel):
+    url: str = Field(description="PUT the file's bytes here, then call .../complete.")
+    upload_id: str
+    expires_in_s: int
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    upload_id: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class ProjectionIn(BaseModel):

@@ -30,6 +30,7 @@ import httpx
 from pydantic import ConfigDict
 
 from registry.adapters.schemas import AliasEventOut, BaseModelRef, Manifest, ProjectionRef
+from registry.base_models.schemas import PRESIGNED_PUT_MAX_BYTES
 
 __all__ = [
     "BaseModelRef",
@@ -132,6 +133,7 @@ class RegistryClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self._presign_uploads = True  # until the registry answers presign_unavailable
         self._sleep = sleep
 
     def close(self) -> None:
@@ -378,17 +380,30 @@ class RegistryClient:
     def upload_model_file(
         self, path: str | Path, sha256: str, progress: Callable[[int], None] | None = None
     ) -> dict:
-        """Stream one file to the registry's store; `progress(n)` after each chunk sent."""
+        """Stream one file to the registry's store; `progress(n)` after each chunk sent.
+        Where the registry hands out presigned S3 URLs the bytes go straight to S3 and the
+        registry then verifies what landed; otherwise through the API."""
         path = Path(path)
-        return self._json(
-            "PUT",
-            f"/v1/base-models/files/{sha256}",
-            content=_FileChunks(path, progress),
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(path.stat().st_size),
-            },
-        )
+        size = path.stat().st_size
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        body = _FileChunks(path, progress)
+        url = f"/v1/base-models/files/{sha256}"
+        if self._presign_uploads and size <= PRESIGNED_PUT_MAX_BYTES:
+            try:
+                ticket = self._json("POST", f"{url}/presign", json={"size": size})
+            except ClientError as exc:
+                if exc.code != "presign_unavailable":
+                    raise
+                self._presign_uploads = False  # this registry says so: don't ask again
+            else:
+                with httpx.Client(timeout=self.timeout) as direct:
+                    answer = direct.put(ticket["url"], content=body, headers=headers)
+                if answer.status_code >= 300:
+                    raise ClientError.from_response(answer)
+                return self._json(
+                    "POST", f"{url}/complete", json={"upload_id": ticket["upload_id"]}
+                )
+        return self._json("PUT", url, content=body, headers=headers)
 
     def upload_base_model(
         self,

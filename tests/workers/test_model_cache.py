@@ -80,10 +80,9 @@ def test_external_local_source_is_rechecked_on_the_worker(folder, tmp_path):
     cache = ModelCache(settings, store=None)
     spec = _spec(folder, source_uri=str(folder))
     assert scan_folder(cache.fetch(spec)) == scan_folder(folder)
-    # The operator narrows the allow-list after registration: the worker refuses.
-    narrowed = Settings(
-        _env_file=None, home=tmp_path / "home2", model_sources=[str(tmp_path / "x")]
-    )
+    # The operator narrows the allow-list after registration: the worker refuses, even
+    # with the files already in its cache.
+    narrowed = settings.model_copy(update={"model_sources": [str(tmp_path / "x")]})
     with pytest.raises(BaseModelMismatch, match="VERA_MODEL_SOURCES"):
         ModelCache(narrowed, store=None).fetch(spec)
     # A file of the source swapped for a symlink that leads outside the allowed root.
