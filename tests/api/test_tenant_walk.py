@@ -30,6 +30,7 @@ def _world(client, app, tenant):
 
 
 BODIES = {
+    ("POST", "/v1/base-models/files/{sha256}/complete"): {"upload_id": "0" * 32},
     ("PUT", "/v1/adapters/{adapter_id}/aliases/{alias}"): {"version": 1},
     ("POST", "/v1/base-models/{base_model_id}/projections"): {
         "seed": 7,
@@ -52,6 +53,7 @@ OWN_TENANT = {
     ("POST", "/v1/jobs"),
     ("POST", "/v1/datasets"),
     ("PUT", "/v1/base-models/files/{sha256}"),
+    ("POST", "/v1/base-models/files/{sha256}/presign"),
     ("GET", "/v1/users/{user_id}/adapters"),
     ("GET", "/v1/resolve"),
 }
