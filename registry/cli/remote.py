@@ -116,6 +116,7 @@ BASE_MODEL_COLUMNS = [
     ("name", "name"),
     ("architecture", "architecture"),
     ("content_hash", "content hash", lambda h: h[:19] + "…"),
+    ("source_uri", "files in", lambda s: s or "the registry's store"),
     ("created_at", "created", output.when),
 ]
 PROJECTION_COLUMNS = [
