@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 
-import anyio
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
+from registry.api.streaming import body_chunks
 from registry.base_models import service, uploads
 from registry.base_models.schemas import (
     BaseModelIn,
@@ -59,30 +59,12 @@ def get_model_file(
 async def upload_model_file(
     sha256: str, request: Request, principal: AdminDep, store: StoreDep, settings: SettingsDep
 ) -> ModelFileOut:
-    """Stream one base-model file (the body) into the store; it must hash to `sha256`."""
-    limit = settings.max_model_file_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(
-            f"file of {declared} bytes exceeds VERA_MAX_MODEL_FILE_BYTES={limit}",
-            details={"limit_bytes": limit},
-        )
-    body = request.stream().__aiter__()
-
-    async def next_chunk() -> bytes | None:
-        try:
-            return await body.__anext__()
-        except StopAsyncIteration:
-            return None
-
-    def chunks():
-        # The store writes from a worker thread; each chunk is pulled from the event loop,
-        # so at most one chunk (plus one S3 part) is held in memory.
-        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
-            yield chunk
+    """Stream one base-model file (the body) into the store; it must hash to `sha256`.
+    Bodies above VERA_MAX_MODEL_FILE_BYTES are refused (413) by the body-limit middleware."""
 
     def store_and_record() -> ModelFileOut:
-        info = store.put_stream(chunks(), sha256=sha256, max_bytes=limit)
+        limit = settings.max_model_file_bytes
+        info = store.put_stream(body_chunks(request), sha256=sha256, max_bytes=limit)
         with session_scope(request.app.state.session_factory) as session:
             uploads.record_upload(session, principal.tenant_id, info)
         return ModelFileOut(sha256=info.sha256, size=info.size)
