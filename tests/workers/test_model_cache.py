@@ -107,3 +107,10 @@ def test_external_s3_source_is_fetched_and_verified(folder, tmp_path, moto_endpo
     fresh = settings.model_copy(update={"home": tmp_path / "home2"})
     with pytest.raises(BaseModelMismatch, match=r"config\.json.*register it again"):
         ModelCache(fresh, None).fetch(spec)
+
+
+def test_a_model_registered_before_manifests_asks_to_be_registered_again(tmp_path):
+    cache = ModelCache(Settings(_env_file=None, home=tmp_path / "home"), store=None)
+    old = ModelSpec("sha256:" + "a" * 64, "sha256:" + "a" * 64, "/models/m", ())
+    with pytest.raises(BaseModelMismatch, match="register it again"):
+        cache.fetch(old)
