@@ -27,7 +27,7 @@ from registry.migrate import upgrade  # noqa: E402
 from tests import factories  # noqa: E402
 from tests.pgdb import temporary_database  # noqa: E402
 from tests.workers.conftest import Workers, worker_env  # noqa: E402
-from tests.workers.test_end_to_end import dataset_lines, minilm  # noqa: E402
+from tests.workers.test_end_to_end import dataset_lines, minilm, register_minilm  # noqa: E402
 
 
 def main() -> None:
@@ -74,7 +74,7 @@ def run_job(client, auth, index: int, steps: int) -> tuple[float, float, float]:
 
     user = f"user-{index}"
     _, description = minilm()
-    base = client.post("/v1/base-models", json=description, headers=auth).json()
+    base = register_minilm(client, auth)
     projection = client.post(
         f"/v1/base-models/{base['id']}/projections",
         json=describe_projection(description["layers"], ["query", "value"], 7, 32),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 class Settings(BaseSettings):
@@ -94,6 +96,20 @@ class Settings(BaseSettings):
     blob_gc_interval_s: float = Field(
         3600.0, description="How often blob garbage collection runs (its own slow schedule)."
     )
+    model_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated roots (local dirs, s3://bucket/prefix) base models may "
+        "be registered from without uploading; empty: uploads only.",
+    )
+    max_model_file_bytes: int = Field(
+        64 * GiB, description="Largest single base-model file upload, bytes."
+    )
+    s3_part_bytes: int = Field(
+        64 * MiB, ge=5 * MiB, description="Part size of S3 multipart uploads (at least 5 MiB)."
+    )
+    s3_presign_uploads: bool = Field(
+        False, description="Hand out presigned S3 PUT URLs for base-model files."
+    )
 
     @field_validator(
         "s3_endpoint_url",
@@ -109,6 +125,13 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value):
         # An empty VERA_X= (as compose files and .env templates leave them) means "unset".
         return None if value == "" else value
+
+    @field_validator("model_sources", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

@@ -25,6 +25,7 @@ from registry.storage import BlobStore, open_store
 log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 1024 * 1024
+MODEL_FILE_PATH = "/v1/base-models/files/"
 UPLOAD_PATHS = ("/v1/datasets",)
 
 
@@ -70,6 +71,8 @@ def create_app(
     dataset_limit = settings.max_dataset_bytes
 
     def limit_for(path: str) -> int:
+        if path.startswith(MODEL_FILE_PATH):
+            return settings.max_model_file_bytes
         return dataset_limit if path.startswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
 
     # Inside the body limit, so the guard never buffers more than a JSON body may hold.

@@ -1,7 +1,7 @@
 """Every mapped class, imported once so that `Base.metadata` is complete (Alembic, tests)."""
 
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
-from registry.base_models.models import BaseModel, Projection
+from registry.base_models.models import BaseModel, BaseModelFile, ModelFileUpload, Projection
 from registry.db import Base
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.tenants.models import ApiKey, Tenant
@@ -14,9 +14,11 @@ __all__ = [
     "ApiKey",
     "Base",
     "BaseModel",
+    "BaseModelFile",
     "Dataset",
     "Job",
     "JobEvent",
+    "ModelFileUpload",
     "Projection",
     "Tenant",
 ]

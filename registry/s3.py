@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.config import Settings
 from registry.errors import BlobNotFound, StorageError
-from registry.storage import CHUNK, SHA256, BlobInfo, BlobStore, blob_key
+from registry.storage import CHUNK, SHA256, BlobInfo, BlobStore, CheckedStream, blob_key
 
 log = logging.getLogger(__name__)
 EXISTS_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
@@ -59,6 +60,7 @@ class S3BlobStore(BlobStore):
         self.bucket, self.prefix = bucket, prefix.strip("/")
         self.checksums = settings.s3_checksums
         self.conditional = settings.s3_conditional_writes
+        self.part_bytes = settings.s3_part_bytes
         self.where = f"s3://{bucket}/{self.prefix} at {settings.s3_endpoint_url or 'AWS'}"
         self.client = client or make_client(settings)
 
@@ -78,6 +80,71 @@ class S3BlobStore(BlobStore):
     def _write_file(self, sha256: str, path: Path, size: int) -> None:
         with open(path, "rb") as body:
             self._put(sha256, body)
+
+    def _write_stream(self, sha256: str, checked: CheckedStream) -> None:
+        """A multipart upload, one part in memory at a time; completed only once the whole
+        body hashed right, aborted otherwise (nothing is visible under the key before)."""
+        key, buffer, parts, upload_id = self._key(sha256), bytearray(), [], None
+        try:
+            for chunk in checked:
+                buffer += chunk
+                while len(buffer) >= self.part_bytes:
+                    if upload_id is None:
+                        upload_id = self._call(
+                            "upload", "create_multipart_upload", Bucket=self.bucket, Key=key
+                        )["UploadId"]
+                    parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+                    del buffer[: self.part_bytes]
+            checked.verify()
+            if upload_id is None:
+                self._put(sha256, bytes(buffer))
+                return
+            if buffer:
+                parts.append(self._part(key, upload_id, len(parts) + 1, buffer))
+            self._call(
+                "upload",
+                "complete_multipart_upload",
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            if upload_id is not None:
+                try:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id
+                    )
+                except (ClientError, BotoCoreError):
+                    log.warning("could not abort multipart upload of %s", key, exc_info=True)
+            raise
+
+    def _part(self, key: str, upload_id: str, number: int, buffer: bytearray) -> dict:
+        body = bytes(buffer[: self.part_bytes])
+        answer = self._call(
+            "upload",
+            "upload_part",
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        # Whatever checksum the client library added to the part must be repeated at the end.
+        return {
+            "PartNumber": number,
+            **{
+                k: v
+                for k, v in answer.items()
+                if k == "ETag" or (k.startswith("Checksum") and k != "ChecksumType")
+            },
+        }
+
+    def _call(self, action: str, method: str, **args) -> dict:
+        try:
+            return getattr(self.client, method)(**args)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(action, exc) from exc
 
     def _put(self, sha256: str, body) -> None:
         args = {"Bucket": self.bucket, "Key": self._key(sha256), "Body": body}
@@ -188,6 +255,55 @@ class S3BlobStore(BlobStore):
             Params={"Bucket": self.bucket, "Key": self._key(sha256)},
             ExpiresIn=ttl_s,
         )
+
+    # -- presigned uploads: the client PUTs to a staging key, the registry verifies and adopts
+
+    def _staging_key(self, owner: str, token: str) -> str:
+        return "/".join(p for p in (self.prefix, "staging", owner, token) if p)
+
+    def presigned_put_url(self, owner: str, token: str, ttl_s: int) -> str | None:
+        return self.client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": self._staging_key(owner, token)},
+            ExpiresIn=ttl_s,
+        )
+
+    def adopt_staged(self, owner: str, token: str, sha256: str, max_bytes: int) -> BlobInfo:
+        """Read what the client put under the staging key back (hashing it: the store may
+        not check checksums), copy it under its content address, and delete the staging key."""
+        staging = self._staging_key(owner, token)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=staging)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise BlobNotFound(
+                    "nothing was uploaded to the presigned URL (or it expired): ask for a new "
+                    "one and PUT the file to it"
+                ) from None
+            raise self._fail("head", exc) from exc
+        try:
+            checked = CheckedStream(
+                self._call("download", "get_object", Bucket=self.bucket, Key=staging)[
+                    "Body"
+                ].iter_chunks(CHUNK),
+                sha256,
+                max_bytes,
+            )
+            for _ in checked:
+                pass
+            checked.verify()
+            if not self.exists(sha256):
+                transfer = TransferConfig(
+                    multipart_threshold=self.part_bytes, multipart_chunksize=self.part_bytes
+                )
+                source = {"Bucket": self.bucket, "Key": staging}
+                try:
+                    self.client.copy(source, self.bucket, self._key(sha256), Config=transfer)
+                except (ClientError, BotoCoreError) as exc:
+                    raise self._fail("copy", exc) from exc
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=staging)
+        return BlobInfo(sha256, head["ContentLength"])
 
     def check(self) -> None:
         try:

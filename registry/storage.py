@@ -17,7 +17,7 @@ import re
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +79,19 @@ class BlobStore(ABC):
         self._write_file(digest.hexdigest(), Path(path), size)
         return BlobInfo(digest.hexdigest(), size)
 
+    def put_stream(self, chunks: Iterable[bytes], *, sha256: str, max_bytes: int) -> BlobInfo:
+        """Store a body of unknown length in bounded memory (multi-GB base-model files). It
+        must hash to `sha256` and fit `max_bytes`, else nothing becomes visible. Bytes already
+        stored are still read and checked (the sender proves it has them), not written again."""
+        checked = CheckedStream(chunks, check_sha256(sha256), max_bytes)
+        if self.exists(sha256):
+            for _ in checked:
+                pass
+            checked.verify()
+        else:
+            self._write_stream(sha256, checked)
+        return BlobInfo(sha256, checked.size)
+
     def get(self, sha256: str) -> bytes:
         """The blob's bytes, verified against their name."""
         data = b"".join(self._read(check_sha256(sha256), 0, None))
@@ -128,6 +141,10 @@ class BlobStore(ABC):
     def _write_file(self, sha256: str, path: Path, size: int) -> None: ...
 
     @abstractmethod
+    def _write_stream(self, sha256: str, checked: CheckedStream) -> None:
+        """Write the stream; make it visible only after `checked.verify()` passed."""
+
+    @abstractmethod
     def _read(
         self, sha256: str, start: int, end: int | None, chunk_size: int = CHUNK
     ) -> Iterator[bytes]: ...
@@ -162,6 +179,42 @@ class BlobStore(ABC):
     def presigned_get_url(self, sha256: str, ttl_s: int) -> str | None:
         return None
 
+    def presigned_put_url(self, owner: str, token: str, ttl_s: int) -> str | None:
+        """A URL the client PUTs a file to (staged, adopted by `adopt_staged`); None when
+        the store cannot presign."""
+        return None
+
+    def adopt_staged(self, owner: str, token: str, sha256: str, max_bytes: int) -> BlobInfo:
+        raise BlobNotFound("this store takes no presigned uploads")
+
+
+class CheckedStream:
+    """Chunks that are counted and hashed as they pass; too many bytes raise TooLarge."""
+
+    def __init__(self, chunks: Iterable[bytes], sha256: str, max_bytes: int) -> None:
+        self.chunks, self.sha256, self.max_bytes = chunks, sha256, max_bytes
+        self.digest, self.size = hashlib.sha256(), 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self.chunks:
+            self.size += len(chunk)
+            if self.size > self.max_bytes:
+                raise TooLarge(
+                    f"file exceeds the limit of {self.max_bytes} bytes",
+                    details={"limit_bytes": self.max_bytes},
+                )
+            self.digest.update(chunk)
+            yield chunk
+
+    def verify(self) -> None:
+        actual = self.digest.hexdigest()
+        if actual != self.sha256:
+            raise BadRequest(
+                f"declared sha256 {self.sha256} does not match the bytes ({actual}): the "
+                "upload was damaged or the wrong file was sent",
+                code="sha256_mismatch",
+            )
+
 
 def _corrupt(sha256: str) -> BlobCorrupt:
     return BlobCorrupt(
@@ -191,13 +244,22 @@ class LocalBlobStore(BlobStore):
 
         self._place(sha256, copy)
 
-    def _place(self, sha256: str, write) -> None:
+    def _write_stream(self, sha256: str, checked: CheckedStream) -> None:
+        def copy(handle) -> None:
+            for chunk in checked:
+                handle.write(chunk)
+            checked.verify()
+
+        self._place(sha256, copy, always=True)
+
+    def _place(self, sha256: str, write, *, always: bool = False) -> None:
         target = self._path(sha256)
-        try:
-            os.utime(target)  # already stored: the write counts as new (GC's grace period)
-            return
-        except FileNotFoundError:
-            pass
+        if not always:  # a stream is read to its end either way: that is its verification
+            try:
+                os.utime(target)  # already stored: the write counts as new (GC's grace period)
+                return
+            except FileNotFoundError:
+                pass
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -205,8 +267,11 @@ class LocalBlobStore(BlobStore):
                 write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):  # the key exists: never overwrite it
+            try:
                 os.link(temp, target)
+            except FileExistsError:  # the key exists: never overwrite it, but it counts as new
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(target)
         finally:
             os.unlink(temp)
 

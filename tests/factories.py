@@ -36,11 +36,14 @@ def base_model(session, tenant_id: str, layers=None, capabilities=None):
         session,
         tenant_id,
         name="minilm",
-        content_hash="sha256:" + sha(),
+        weights_hash="sha256:" + sha(),
+        files=[{"path": "model.safetensors", "sha256": sha(), "size": 100}],
         architecture="BertModel",
         layers=layers or LAYERS,
+        # An operator-allowed shared volume: rows without uploading anything.
         source_uri="/models/minilm",
         capabilities=capabilities,
+        allowed_sources=["/models"],
     )
     return model
 

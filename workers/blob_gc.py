@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.adapters.models import AdapterVersion
+from registry.base_models.models import BaseModelFile, ModelFileUpload
 from registry.db import session_scope, utcnow
 from registry.jobs.models import Dataset
 from registry.storage import BlobInfo, BlobStore
@@ -26,7 +27,12 @@ log = logging.getLogger(__name__)
 
 # Every column that holds a blob's sha256. A new kind of row that references blobs (base-model
 # files, checkpoints, …) adds its column here, and GC leaves those blobs alone.
-BLOB_REFERENCES = [AdapterVersion.blob_sha256, Dataset.blob_sha256]
+BLOB_REFERENCES = [
+    AdapterVersion.blob_sha256,
+    Dataset.blob_sha256,
+    BaseModelFile.sha256,
+    ModelFileUpload.sha256,  # uploaded, its manifest still to come
+]
 PAGE = 500
 
 

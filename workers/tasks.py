@@ -15,7 +15,6 @@ from registry.storage import open_store
 from workers.blob_gc import collect_garbage
 from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, TRAIN_TASK, make_celery
 from workers.dispatch import CeleryDispatcher
-from workers.model_cache import ModelCache
 from workers.sweeper import sweep
 from workers.training import SHUTTING_DOWN, RetryLater, WorkerContext, run_training_job
 
@@ -33,7 +32,6 @@ def context() -> WorkerContext:
         settings=settings,
         session_factory=make_sessionmaker(make_engine(settings.database_url)),
         store=open_store(settings),
-        models=ModelCache(download_dir=settings.home / "models"),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
 

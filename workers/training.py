@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +21,7 @@ from registry.jobs import lease
 from registry.jobs.datasets import numbered_lines
 from registry.jobs.errors import UserInputError
 from registry.jobs.models import Dataset, Job
-from workers.model_cache import BaseModelMismatch, ModelCache
+from workers.model_cache import BaseModelMismatch, ModelCache, ModelSpec
 
 log = logging.getLogger(__name__)
 SUMMARY_CHARS = 300
@@ -37,8 +37,12 @@ class WorkerContext:
     settings: Settings
     session_factory: sessionmaker[Session]
     store: object
-    models: ModelCache = field(default_factory=ModelCache)
+    models: ModelCache | None = None
     worker_name: str = "worker"
+
+    def __post_init__(self) -> None:
+        if self.models is None:
+            self.models = ModelCache(self.settings, self.store)
 
 
 @dataclass
@@ -293,7 +297,7 @@ def _train(ctx: WorkerContext, spec: JobSpec, beat: Heartbeat) -> tuple[bytes, d
     task, hp = spec.dataset.task, spec.job.hyperparameters
     labels = spec.dataset.labels
     model, tokenizer = ctx.models.get(
-        spec.base.source_uri, spec.base.content_hash, task, len(labels) if labels else None
+        ModelSpec.of(spec.base), task, len(labels) if labels else None
     )
     _check_fits(model, spec)
     config = VeraConfig(

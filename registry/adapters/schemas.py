@@ -80,6 +80,7 @@ class BaseModelRef(BaseModel):
     id: str
     name: str
     content_hash: str
+    weights_hash: str = Field(description="Tensor hash: what a loaded model is checked against.")
     architecture: str
 
 

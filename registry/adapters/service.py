@@ -388,6 +388,7 @@ def resolve(
             "id": base.id,
             "name": base.name,
             "content_hash": base.content_hash,
+            "weights_hash": base.weights_hash,
             "architecture": base.architecture,
         },
         "projection": {

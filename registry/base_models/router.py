@@ -2,22 +2,136 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+import secrets
 
-from registry.api.deps import AdminDep, ReadDep, SessionDep
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
 from registry.api.pagination import MAX_LIMIT, ById, Page, decode_cursor, encode_cursor
-from registry.base_models import service
-from registry.base_models.schemas import BaseModelIn, BaseModelOut, ProjectionIn, ProjectionOut
+from registry.api.streaming import body_chunks
+from registry.base_models import service, uploads
+from registry.base_models.schemas import (
+    BaseModelIn,
+    BaseModelOut,
+    CompleteIn,
+    ModelFileOut,
+    PresignIn,
+    PresignOut,
+    ProjectionIn,
+    ProjectionOut,
+)
+from registry.db import session_scope
+from registry.errors import Conflict, NotFound, TooLarge
+from registry.storage import check_sha256
 
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
+@router.get("/files/{sha256}", response_model=ModelFileOut)
+def get_model_file(
+    sha256: str, principal: AdminDep, session: SessionDep, store: StoreDep
+) -> ModelFileOut:
+    """Whether this tenant already uploaded a file (then it need not be sent again): its
+    size, or 404. Not the bytes: workers read those from the store."""
+    size = uploads.uploaded_size(session, store, principal.tenant_id, sha256)
+    if size is None:
+        raise NotFound(
+            f"this tenant has not uploaded file {sha256}: PUT it to /v1/base-models/files/{sha256}",
+            code="file_not_found",
+        )
+    return ModelFileOut(sha256=sha256, size=size)
+
+
+@router.put(
+    "/files/{sha256}",
+    status_code=201,
+    response_model=ModelFileOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload_model_file(
+    sha256: str, request: Request, principal: AdminDep, store: StoreDep, settings: SettingsDep
+) -> ModelFileOut:
+    """Stream one base-model file (the body) into the store; it must hash to `sha256`.
+    Bodies above VERA_MAX_MODEL_FILE_BYTES are refused (413) by the body-limit middleware."""
+
+    def store_and_record() -> ModelFileOut:
+        limit = settings.max_model_file_bytes
+        info = store.put_stream(body_chunks(request), sha256=sha256, max_bytes=limit)
+        with session_scope(request.app.state.session_factory) as session:
+            uploads.record_upload(session, principal.tenant_id, info)
+        return ModelFileOut(sha256=info.sha256, size=info.size)
+
+    return await run_in_threadpool(store_and_record)
+
+
+@router.post("/files/{sha256}/presign", response_model=PresignOut)
+def presign_model_file(
+    sha256: str, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
+) -> PresignOut:
+    """A presigned URL to PUT one file straight to S3 (VERA_S3_PRESIGN_UPLOADS), then
+    POST .../complete; 409 when this registry takes uploads only through the API."""
+    check_sha256(sha256)
+    if body.size > settings.max_model_file_bytes:
+        raise TooLarge(
+            f"file of {body.size} bytes exceeds VERA_MAX_MODEL_FILE_BYTES",
+            details={"limit_bytes": settings.max_model_file_bytes},
+        )
+    upload_id = secrets.token_hex(16)
+    ttl = settings.s3_presign_ttl_s
+    url = (
+        store.presigned_put_url(principal.tenant_id, upload_id, ttl)
+        if settings.s3_presign_uploads
+        else None
+    )
+    if url is None:
+        raise Conflict(
+            f"this registry takes files only through the API: PUT /v1/base-models/files/{sha256}",
+            code="presign_unavailable",
+        )
+    return PresignOut(url=url, upload_id=upload_id, expires_in_s=ttl)
+
+
+@router.post("/files/{sha256}/complete", status_code=201, response_model=ModelFileOut)
+def complete_model_file(
+    sha256: str,
+    body: CompleteIn,
+    principal: AdminDep,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> ModelFileOut:
+    """Verify what landed at the presigned URL (it must hash to `sha256`) and keep it."""
+    info = store.adopt_staged(
+        principal.tenant_id, body.upload_id, check_sha256(sha256), settings.max_model_file_bytes
+    )
+    uploads.record_upload(session, principal.tenant_id, info)
+    return ModelFileOut(sha256=info.sha256, size=info.size)
+
+
 @router.post("", status_code=201, response_model=BaseModelOut)
 def register_base_model(
-    body: BaseModelIn, principal: AdminDep, session: SessionDep, response: Response
+    body: BaseModelIn,
+    principal: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> BaseModelOut:
-    """Register base weights by content hash (the same registration again returns it, 200)."""
-    model, created = service.register_base_model(session, principal.tenant_id, **body.model_dump())
+    """Register a base model by its manifest of uploaded files, or from an allowed external
+    source (the same registration again returns it, 200)."""
+    model, created = service.register_base_model(
+        session,
+        principal.tenant_id,
+        **body.model_dump(),
+        allowed_sources=settings.model_sources,
+    )
     if not created:
         response.status_code = 200
     return BaseModelOut.model_validate(model)

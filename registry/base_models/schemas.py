@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.base_models.manifest import MAX_FILES, MAX_PATH_LENGTH
 from registry.jobs.schemas import Task
 
 
@@ -32,14 +33,42 @@ class Capabilities(BaseModel):
     )
 
 
+# One presigned PUT is one S3 object write: S3 takes at most 5 GiB that way.
+PRESIGNED_PUT_MAX_BYTES = 5 * 1024**3
+
+
+class ModelFileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    path: str = Field(
+        min_length=1, max_length=MAX_PATH_LENGTH, description="Relative, '/'-separated."
+    )
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits.")
+    size: int = Field(ge=0, le=1 << 50)
+
+
 class BaseModelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    content_hash: str = Field(description="sha256:<64 hex> over the weights (registry.vera).")
     architecture: str = Field(min_length=1, max_length=200)
     layers: dict[str, list[int]] = Field(description="{module path: [d_in, d_out]}")
-    source_uri: str = Field(min_length=1, max_length=2000, description="Where workers load it.")
+    weights_hash: str = Field(description="sha256:<64 hex> over the tensors (registry.vera).")
+    files: list[ModelFileIn] = Field(
+        min_length=1,
+        max_length=MAX_FILES,
+        description="Every file of the checkpoint folder; uploaded first unless source_uri.",
+    )
+    content_hash: str | None = Field(
+        None, description="Optional check: must equal the hash the registry computes."
+    )
+    source_uri: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="Load from this external root instead of the store: it must lie under "
+        "VERA_MODEL_SOURCES.",
+    )
     capabilities: Capabilities | None = Field(
         None, description="Per task: layers, or why not; max positions. Checked at job submit."
     )
@@ -51,11 +80,36 @@ class BaseModelOut(BaseModel):
     id: str
     name: str
     content_hash: str
+    weights_hash: str
     architecture: str
     layers: dict[str, list[int]]
-    source_uri: str
+    files: list[ModelFileIn]
+    source_uri: str | None
     capabilities: Capabilities | None
     created_at: datetime
+
+
+class ModelFileOut(BaseModel):
+    sha256: str
+    size: int
+
+
+class PresignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=0, le=PRESIGNED_PUT_MAX_BYTES, description="The file's size, bytes.")
+
+
+class PresignOut(BaseModel):
+    url: str = Field(description="PUT the file's bytes here, then call .../complete.")
+    upload_id: str
+    expires_in_s: int
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    upload_id: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class ProjectionIn(BaseModel):

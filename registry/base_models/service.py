@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.base_models.models import BaseModel, Projection
+from registry.base_models import uploads
+from registry.base_models.manifest import ModelFile, check_relative_path, manifest_hash
+from registry.base_models.models import BaseModel, BaseModelFile, Projection
+from registry.base_models.sources import check_source
 from registry.db import get_owned
 from registry.errors import Conflict, Invalid
 
@@ -54,59 +58,114 @@ def _check_capabilities(capabilities: dict | None) -> dict | None:
     return capabilities
 
 
+def _check_hash(value: str | None, field: str) -> str:
+    if not CONTENT_HASH.match(value or ""):
+        raise Invalid(
+            f"{field} must be 'sha256:' and 64 lowercase hex digits, got {str(value)[:80]!r}",
+            details=[{"field": field, "message": "expected sha256:<64 hex>"}],
+        )
+    return value
+
+
+def _check_files(files: list) -> list[ModelFile]:
+    checked = [
+        ModelFile(check_relative_path(f["path"]), f["sha256"], f["size"])
+        if isinstance(f, dict)
+        else ModelFile(check_relative_path(f.path), f.sha256, f.size)
+        for f in files
+    ]
+    paths = [f.path for f in checked]
+    if len(set(paths)) != len(paths):
+        raise Invalid("files lists a path twice", details=[{"field": "files"}])
+    if not any("/" not in p and p.endswith(".safetensors") for p in paths):
+        raise Invalid(
+            "files lists no *.safetensors at the top of the folder: workers load weights "
+            "from safetensors files only (convert the checkpoint with transformers' "
+            "save_pretrained(..., safe_serialization=True))",
+            details=[{"field": "files", "message": "no *.safetensors"}],
+        )
+    return checked
+
+
+def _same_description(existing: BaseModel, layers: dict, capabilities: dict | None) -> None:
+    """A registration of content already registered must describe it the same way."""
+    if existing.layers != layers:
+        raise Conflict(
+            f"base model {existing.content_hash} is registered with other layers",
+            details={"base_model_id": existing.id},
+        )
+    if existing.capabilities is None or capabilities is None:
+        existing.capabilities = existing.capabilities or capabilities
+    elif existing.capabilities != capabilities:
+        raise Conflict(
+            f"base model {existing.content_hash} is registered with other capabilities",
+            details={"base_model_id": existing.id},
+        )
+
+
 def register_base_model(
     session: Session,
     tenant_id: str,
     *,
     name: str,
-    content_hash: str,
     architecture: str,
     layers: dict,
-    source_uri: str,
+    weights_hash: str,
+    files: list,
+    content_hash: str | None = None,
+    source_uri: str | None = None,
+    allowed_sources: Sequence[str] = (),
     capabilities: dict | None = None,
 ) -> tuple[BaseModel, bool]:
-    """Register weights by content hash. Returns (model, created).
+    """Register a base model by its manifest. Returns (model, created).
 
-    Registering the same hash again with the same layers returns the existing row (so a
-    retried registration is harmless); different layers under one hash is a conflict.
-    Capabilities fill in a row registered without them; different ones are a conflict.
+    Without `source_uri` every file must have been uploaded by this tenant; with it, the
+    source must lie under an operator-allowed root. Registering the same content again
+    returns the existing row (a retried registration is harmless); other layers under one
+    content hash is a conflict. Capabilities fill in a row registered without them;
+    different ones are a conflict.
     """
-    if not CONTENT_HASH.match(content_hash or ""):
+    _check_hash(weights_hash, "weights_hash")
+    layers = _check_layers(layers)
+    capabilities = _check_capabilities(capabilities)
+    checked = _check_files(files)
+    computed = manifest_hash(weights_hash, checked)
+    if content_hash is not None and _check_hash(content_hash, "content_hash") != computed:
         raise Invalid(
-            f"content_hash must be 'sha256:' and 64 lowercase hex digits, got {content_hash!r}",
-            details=[{"field": "content_hash", "message": "expected sha256:<64 hex>"}],
+            "content_hash does not match weights_hash and files (registry/base_models/"
+            "manifest.py says how it is computed): describe the folder again",
+            details=[{"field": "content_hash", "message": "does not match the manifest"}],
         )
-    fields = dict(
-        name=name,
-        content_hash=content_hash,
-        architecture=architecture,
-        layers=_check_layers(layers),
-        source_uri=source_uri,
-        capabilities=_check_capabilities(capabilities),
+    if source_uri is not None:
+        source_uri = check_source(source_uri, allowed_sources)
+    else:
+        uploads.require_uploaded(session, tenant_id, checked)
+    query = select(BaseModel).where(
+        BaseModel.tenant_id == tenant_id, BaseModel.content_hash == computed
     )
-    existing = session.scalar(
-        select(BaseModel).where(
-            BaseModel.tenant_id == tenant_id, BaseModel.content_hash == content_hash
+    for _ in range(3):
+        existing = session.scalar(query)
+        if existing is not None:
+            _same_description(existing, layers, capabilities)
+            return existing, False
+        model = BaseModel(
+            tenant_id=tenant_id,
+            name=name,
+            content_hash=computed,
+            weights_hash=weights_hash,
+            architecture=architecture,
+            layers=layers,
+            source_uri=source_uri,
+            capabilities=capabilities,
+            files=[BaseModelFile(path=f.path, sha256=f.sha256, size=f.size) for f in checked],
         )
-    )
-    if existing is not None:
-        for field in ("layers", "capabilities"):
-            mine, theirs = getattr(existing, field), fields[field]
-            if field == "capabilities" and (mine is None or theirs is None):
-                existing.capabilities = mine or theirs
-            elif mine != theirs:
-                raise Conflict(
-                    f"base model {content_hash} is registered with other {field}",
-                    details={"base_model_id": existing.id},
-                )
-        return existing, False
-    model = BaseModel(tenant_id=tenant_id, **fields)
-    try:
-        with session.begin_nested():
-            session.add(model)
-    except IntegrityError:
-        return register_base_model(session, tenant_id, **fields)
-    return model, True
+        try:
+            with session.begin_nested():
+                session.add(model)
+            return model, True
+        except IntegrityError:
+            continue  # registered concurrently: return that one
+    raise Conflict("base model registration raced repeatedly; try again")
 
 
 def get_base_model(session: Session, tenant_id: str, base_model_id: str) -> BaseModel:

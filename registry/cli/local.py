@@ -59,6 +59,8 @@ def worker_environment(settings: Settings, overrides: dict[str, str] | None = No
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = value.get_secret_value()  # str() would hand the child '**********'
+        if isinstance(value, list):
+            value = ",".join(value)  # list settings are comma-separated in the environment
         if value is not None:
             env[f"VERA_{name.upper()}"] = str(value)
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -13,6 +13,7 @@ import click
 
 from registry.cli import output
 from registry.cli.app import json_option, main
+from registry.cli.model_upload import upload_base_model
 from registry.cli.params import USER_ID
 from registry.client.api import ClientError, RegistryClient
 from registry.config import Settings, get_settings
@@ -116,6 +117,7 @@ BASE_MODEL_COLUMNS = [
     ("name", "name"),
     ("architecture", "architecture"),
     ("content_hash", "content hash", lambda h: h[:19] + "…"),
+    ("source_uri", "files in", lambda s: s or "the registry's store"),
     ("created_at", "created", output.when),
 ]
 PROJECTION_COLUMNS = [
@@ -145,6 +147,11 @@ def base_models() -> None:
     help="Size the projection on this task's model [default: the first it can train].",
 )
 @click.option("--no-projection", is_flag=True, help="Register the weights only.")
+@click.option(
+    "--source",
+    help="Workers load the files from this operator-allowed root (a directory or "
+    "s3://bucket/prefix in VERA_MODEL_SOURCES) instead of an upload; PATH is a copy.",
+)
 @remote_command
 def base_models_register(
     remote: Remote,
@@ -155,12 +162,15 @@ def base_models_register(
     seed: int,
     task: str | None,
     no_projection: bool,
+    source: str | None,
 ) -> None:
-    """Hash a local checkpoint at PATH, list its layers, and register it (with a projection).
+    """Hash a local checkpoint at PATH, list its layers, upload its files into the registry
+    and register it (with a projection).
 
-    The content hash and the projection fingerprint are computed here, so this needs
-    torch and transformers (the `train` extra). Registering the same weights again
-    returns the existing rows."""
+    Only files the registry does not hold yet are sent, so an interrupted upload resumes.
+    The hashes and the projection fingerprint are computed here, so this needs torch and
+    transformers (the `train` extra). Registering the same folder again returns the
+    existing rows."""
     try:
         from registry.vera import describe
     except ImportError as exc:
@@ -172,7 +182,10 @@ def base_models_register(
         description = describe.describe_base_model(path)
     if name:
         description["name"] = name
-    model = remote.client.register_base_model(description)
+    if source:
+        model = remote.client.register_base_model({**description, "source_uri": source})
+    else:
+        model = upload_base_model(remote.client, path, description, quiet=remote.as_json)
     result: dict[str, Any] = {"base_model": model, "projection": None}
     if not no_projection:
         task = task or describe.default_task(description)

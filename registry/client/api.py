@@ -35,6 +35,7 @@ import httpx
 from pydantic import ConfigDict
 
 from registry.adapters.schemas import AliasEventOut, BaseModelRef, Manifest, ProjectionRef
+from registry.base_models.schemas import PRESIGNED_PUT_MAX_BYTES
 
 __all__ = [
     "BaseModelRef",
@@ -122,6 +123,20 @@ def may_retry(method: str, headers: dict[str, str]) -> bool:
     return method == "POST" and "idempotency-key" in names
 
 
+class _FileChunks:
+    """A file as a request body that can be sent again on a retry (a generator could not)."""
+
+    def __init__(self, path: Path, progress: Callable[[int], None] | None) -> None:
+        self.path, self.progress = path, progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                yield chunk
+                if self.progress:
+                    self.progress(len(chunk))
+
+
 class RegistryClient:
     """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
     `transport=` an httpx transport; otherwise one is made for `base_url`."""
@@ -149,6 +164,7 @@ class RegistryClient:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self._presign_uploads = True  # until the registry answers presign_unavailable
         self._sleep = sleep
         # (user, adapter name, alias) -> the generation this client moved it to
         self._written: dict[tuple[str, str, str], int] = {}
@@ -172,12 +188,14 @@ class RegistryClient:
         *,
         ok: tuple[int, ...] = (),
         timeout: float | None = None,
+        idempotent: bool | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One call with retries on connection errors and 5xx where `may_retry` allows;
-        raises ClientError on 4xx, and on a failure it may not retry."""
+        """One call with retries on connection errors and 5xx where `may_retry` allows (or
+        `idempotent` says, for a request the route makes safe to repeat); raises ClientError
+        on 4xx, and on a failure it may not retry."""
         headers = {**self.headers, **(kwargs.pop("headers", None) or {})}
-        retriable = may_retry(method, headers)
+        retriable = may_retry(method, headers) if idempotent is None else idempotent
         attempt = 0
         while True:
             try:
@@ -433,9 +451,63 @@ class RegistryClient:
     # -- base models and projections ----------------------------------------------------
 
     def register_base_model(self, body: dict) -> dict:
-        """body: name, content_hash, architecture, layers, source_uri, capabilities (see
-        describe_base_model)."""
+        """body: name, architecture, layers, weights_hash, files, content_hash, capabilities
+        and optionally source_uri (see registry.vera.describe.describe_base_model). Without
+        source_uri, every file must be uploaded first: `upload_base_model` does both."""
         return self._json("POST", "/v1/base-models", json=body)
+
+    def has_model_file(self, sha256: str) -> bool:
+        """Whether this tenant already uploaded the file (it need not be sent again)."""
+        response = self.request("GET", f"/v1/base-models/files/{sha256}", ok=(404,))
+        return response.status_code == 200
+
+    def upload_model_file(
+        self, path: str | Path, sha256: str, progress: Callable[[int], None] | None = None
+    ) -> dict:
+        """Stream one file to the registry's store; `progress(n)` after each chunk sent.
+        Where the registry hands out presigned S3 URLs the bytes go straight to S3 and the
+        registry then verifies what landed; otherwise through the API."""
+        path = Path(path)
+        size = path.stat().st_size
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        body = _FileChunks(path, progress)
+        url = f"/v1/base-models/files/{sha256}"
+        if self._presign_uploads and size <= PRESIGNED_PUT_MAX_BYTES:
+            try:
+                ticket = self._json("POST", f"{url}/presign", json={"size": size})
+            except ClientError as exc:
+                if exc.code != "presign_unavailable":
+                    raise
+                self._presign_uploads = False  # this registry says so: don't ask again
+            else:
+                with httpx.Client(timeout=self.timeout) as direct:
+                    answer = direct.put(ticket["url"], content=body, headers=headers)
+                if answer.status_code >= 300:
+                    raise ClientError.from_response(answer)
+                return self._json(
+                    "POST", f"{url}/complete", json={"upload_id": ticket["upload_id"]}
+                )
+        # Content-addressed: storing the same bytes under their sha256 twice is one file.
+        return self._json("PUT", url, content=body, headers=headers, idempotent=True)
+
+    def upload_base_model(
+        self,
+        folder: str | Path,
+        body: dict,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> dict:
+        """Upload the files of `body["files"]` from `folder` that the registry does not hold
+        yet (so an interrupted upload resumes), then register the base model.
+        `progress(event, n)`: ("skip", size) for a file already there, ("sent", n) per chunk."""
+        folder = Path(folder)
+        for file in body["files"]:
+            if self.has_model_file(file["sha256"]):
+                if progress:
+                    progress("skip", file["size"])
+                continue
+            sent = (lambda n: progress("sent", n)) if progress else None
+            self.upload_model_file(folder / file["path"], file["sha256"], sent)
+        return self.register_base_model(body)
 
     def list_base_models(self) -> dict:
         return self._json("GET", "/v1/base-models")

@@ -86,7 +86,8 @@ class ServingRuntime:
     ) -> None:
         """Inject VeRA for (seed, r, target_modules) once. With `fingerprint`, the
         regenerated projection must have it (ProjectionMismatch otherwise). With
-        `base_model_hash` (and `check_base_hash`), the model's weights must hash to it.
+        `base_model_hash` (and `check_base_hash`), the model's weights must hash to it (a
+        base model's `weights_hash`).
         `client` may be None for a runtime fed only through `put_vectors`."""
         if not isinstance(model, nn.Module):
             model = _load_model(model, task, num_labels)
@@ -128,7 +129,7 @@ class ServingRuntime:
     ) -> ServingRuntime:
         """A runtime for the projection, targets, task and base model a manifest names."""
         projection = manifest.projection
-        kwargs.setdefault("base_model_hash", manifest.base_model.content_hash)
+        kwargs.setdefault("base_model_hash", manifest.base_model.weights_hash)
         kwargs.setdefault("adapter", manifest.adapter_name)
         kwargs.setdefault("alias", manifest.alias)
         return cls(
@@ -175,10 +176,10 @@ class ServingRuntime:
             )
         if manifest.task != self.task:
             raise RuntimeMismatch(f"adapter task {manifest.task!r}, runtime task {self.task!r}")
-        if self.base_model_hash and manifest.base_model.content_hash != self.base_model_hash:
+        if self.base_model_hash and manifest.base_model.weights_hash != self.base_model_hash:
             raise RuntimeMismatch(
-                f"adapter {manifest.adapter_id} was trained on base "
-                f"{manifest.base_model.content_hash}, this runtime serves {self.base_model_hash}"
+                f"adapter {manifest.adapter_id} was trained on base weights "
+                f"{manifest.base_model.weights_hash}, this runtime serves {self.base_model_hash}"
             )
 
     # -- users -------------------------------------------------------------------------

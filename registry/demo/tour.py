@@ -70,16 +70,17 @@ class Tour:
     def register(self) -> None:
         from registry.vera.describe import describe_base_model, describe_projection, layers_for
 
-        self.step("Register the shared base model and its projection")
+        self.step("Upload the shared base model into the registry, and its projection")
         description = describe_base_model(minilm_path())
         description["name"] = "all-MiniLM-L6-v2"
-        base = self.client.register_base_model(description)
+        base = self.client.upload_base_model(minilm_path(), description)
         layers = layers_for(description, "sequence-classification")
         body = describe_projection(layers, TARGETS, SEED, RANK, "sequence-classification")
         projection = self.client.register_projection(base["id"], body)
         self.base, self.projection = base, projection
         self.out.print(
-            f"  {base['name']} ({base['architecture']}), weights {base['content_hash'][:23]}…\n"
+            f"  {base['name']} ({base['architecture']}): {len(base['files'])} files in the "
+            f"registry's store, content {base['content_hash'][:23]}…\n"
             f"  VeRA projection r={RANK} seed={SEED} over {', '.join(TARGETS)}: the shared "
             f"random matrices regrow from the seed, checked by {projection['fingerprint'][:23]}…"
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from registry.base_models.manifest import manifest_hash, scan_folder
 from registry.errors import Invalid
 
 from .capabilities import task_layers, unsupported_reason
@@ -105,8 +107,9 @@ def check_model_folder(directory: Path) -> None:
 
 
 def describe_base_model(path: str | Path) -> dict:
-    """content_hash, architecture, the backbone's linear layers and, per task, what it can
-    train (see `registry.vera.capabilities`), of a local checkpoint."""
+    """The registration body of a local checkpoint: its manifest (every file's sha256, the
+    tensor hash, the content hash over both), architecture, the backbone's linear layers and,
+    per task, what it can train (see `registry.vera.capabilities`)."""
     from transformers import AutoConfig, AutoModel
 
     directory = Path(path)
@@ -119,12 +122,15 @@ def describe_base_model(path: str | Path) -> dict:
     with torch.device("meta"):
         backbone = AutoModel.from_config(config)
     architectures = json.loads((directory / "config.json").read_text()).get("architectures")
+    weights_hash = hash_safetensors_dir(directory)
+    files = scan_folder(directory)
     return {
         "name": directory.name,
-        "content_hash": hash_safetensors_dir(directory),
+        "content_hash": manifest_hash(weights_hash, files),
+        "weights_hash": weights_hash,
+        "files": [asdict(f) for f in files],
         "architecture": (architectures or [type(backbone).__name__])[0],
         "layers": {p: list(dims) for p, dims in linear_layers(backbone).items()},
-        "source_uri": str(directory.resolve()),
         "capabilities": describe_capabilities(directory, config),
     }
 

@@ -6,6 +6,10 @@ torch's name without the `torch.` prefix ("float32", "bfloat16") and shape is co
 It is therefore independent of sharding, of the order tensors sit in files, and of
 in-memory layout, and it changes if any single value changes.
 
+This is a base model's `weights_hash`, the one a loaded model can be checked against. Its
+`content_hash`, the identity adapters bind to, also covers config, tokenizer and every other
+file of the folder: `registry/base_models/manifest.py`.
+
 Canonical names, so that a checkpoint directory and the model loaded from it agree:
 
 * A leading `<base_model_prefix>.` ("bert.", "model.") is stripped from every name that has

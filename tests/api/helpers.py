@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 
 from registry.db import session_scope
 from tests import factories
@@ -10,13 +12,27 @@ from tests import factories
 LAYERS = factories.LAYERS
 
 
-def register_base_model(client, auth) -> dict:
+def upload_model_file(client, auth, data: bytes) -> dict:
+    """PUT one base-model file into the registry's store; its manifest entry."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    response = client.put(f"/v1/base-models/files/{sha256}", content=data, headers=auth)
+    assert response.status_code == 201, response.text
+    return {"sha256": sha256, "size": len(data)}
+
+
+def register_base_model(client, auth, **overrides) -> dict:
+    """A base model whose (tiny, fake) files were uploaded first, as the CLI does."""
+    files = [
+        {"path": "model.safetensors", **upload_model_file(client, auth, os.urandom(64))},
+        {"path": "config.json", **upload_model_file(client, auth, b'{"model_type": "bert"}')},
+    ]
     body = {
         "name": "minilm",
-        "content_hash": "sha256:" + factories.sha(),
+        "weights_hash": "sha256:" + factories.sha(),
         "architecture": "Bert",
         "layers": LAYERS,
-        "source_uri": "/models/minilm",
+        "files": files,
+        **overrides,
     }
     response = client.post("/v1/base-models", json=body, headers=auth)
     assert response.status_code == 201, response.text

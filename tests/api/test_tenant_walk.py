@@ -25,10 +25,12 @@ def _world(client, app, tenant):
         "alias": "live",
         "user_id": "bob",
         "key_id": key["id"],
+        "sha256": base["files"][0]["sha256"],
     }
 
 
 BODIES = {
+    ("POST", "/v1/base-models/files/{sha256}/complete"): {"upload_id": "0" * 32},
     ("PUT", "/v1/adapters/{adapter_id}/aliases/{alias}"): {"version": 1},
     ("POST", "/v1/base-models/{base_model_id}/projections"): {
         "seed": 7,
@@ -50,6 +52,8 @@ OWN_TENANT = {
     ("POST", "/v1/base-models"),
     ("POST", "/v1/jobs"),
     ("POST", "/v1/datasets"),
+    ("PUT", "/v1/base-models/files/{sha256}"),
+    ("POST", "/v1/base-models/files/{sha256}/presign"),
     ("GET", "/v1/users/{user_id}/adapters"),
     ("GET", "/v1/resolve"),
 }
@@ -57,6 +61,7 @@ OWN_TENANT = {
 
 def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tenant):
     ids = _world(client, app, tenant)
+    auth = tenant.auth()
     intruder = other_tenant.auth()
     checked = 0
     for path, operations in app.openapi()["paths"].items():
@@ -86,3 +91,9 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
     )
     response = client.post("/v1/jobs", json=foreign_dataset_job, headers=intruder)
     assert response.status_code == 422
+    # Knowing the sha256 of another tenant's uploaded files does not let a manifest use them.
+    owner_model = client.get(f"/v1/base-models/{ids['base_model_id']}", headers=auth).json()
+    body = {k: owner_model[k] for k in ("name", "architecture", "layers", "weights_hash", "files")}
+    response = client.post("/v1/base-models", json=body, headers=intruder)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "files_not_uploaded"

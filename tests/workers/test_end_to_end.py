@@ -43,10 +43,21 @@ def dataset_lines(rows: int = 24) -> bytes:
     return "\n".join(lines).encode()
 
 
-def submit(stack, *, max_steps: int, user_id: str = "alice", **hyper) -> dict:
+def register_minilm(client, auth: dict) -> dict:
+    """Upload MiniLM's folder into the registry's store and register it, as the CLI does."""
+    from registry.client.api import RegistryClient
+
+    path, description = minilm()
+    api_key = auth["Authorization"].removeprefix("Bearer ")
+    return RegistryClient(api_key=api_key, http=client).upload_base_model(path, description)
+
+
+def submit(
+    stack, *, max_steps: int, user_id: str = "alice", base: dict | None = None, **hyper
+) -> dict:
     client, auth = stack.client, stack.auth
     _, description = minilm()
-    base = client.post("/v1/base-models", json=description, headers=auth).json()
+    base = base or register_minilm(client, auth)
     from registry.vera.describe import describe_projection
 
     projection_body = describe_projection(description["layers"], ["query", "value"], 7, 32)
