@@ -72,10 +72,10 @@ def test_nul_in_a_json_body_is_422_naming_the_field_and_stores_nothing(client, t
     assert client.get("/v1/keys", headers=auth).json() == before
     model = {
         "name": "m",
-        "content_hash": "sha256:" + "0" * 64,
+        "weights_hash": "sha256:" + "0" * 64,
+        "files": [{"path": "model.safetensors", "sha256": "0" * 64, "size": 1}],
         "architecture": "Bert",
         "layers": {"a\x00": [1, 1]},
-        "source_uri": "/m",
     }
     response = client.post("/v1/base-models", json=model, headers=auth)
     _assert_invalid(response, "body.layers.a\\u0000")

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from tests import factories
-from tests.api.helpers import LAYERS, job_body, register_projection, upload_dataset
+from tests.api.helpers import (
+    LAYERS,
+    job_body,
+    register_base_model,
+    register_projection,
+    upload_dataset,
+    upload_model_file,
+)
 
 CAPABILITIES = {
     "max_positions": 512,
@@ -16,17 +23,7 @@ CAPABILITIES = {
 
 def test_capabilities_round_trip_and_max_seq_len_is_checked_at_submit(client, tenant):
     auth = tenant.auth()
-    body = {
-        "name": "minilm",
-        "content_hash": "sha256:" + factories.sha(),
-        "architecture": "BertModel",
-        "layers": LAYERS,
-        "source_uri": "/models/minilm",
-        "capabilities": CAPABILITIES,
-    }
-    response = client.post("/v1/base-models", json=body, headers=auth)
-    assert response.status_code == 201, response.text
-    base = response.json()
+    base = register_base_model(client, auth, capabilities=CAPABILITIES)
     assert client.get(f"/v1/base-models/{base['id']}", headers=auth).json()["capabilities"] == (
         CAPABILITIES
     )
@@ -42,12 +39,13 @@ def test_capabilities_round_trip_and_max_seq_len_is_checked_at_submit(client, te
 
 
 def test_unknown_task_in_capabilities_is_a_422(client, tenant):
+    weights = upload_model_file(client, tenant.auth(), b"weights")
     body = {
         "name": "m",
-        "content_hash": "sha256:" + factories.sha(),
+        "weights_hash": "sha256:" + factories.sha(),
+        "files": [{"path": "model.safetensors", **weights}],
         "architecture": "BertModel",
         "layers": LAYERS,
-        "source_uri": "/models/m",
         "capabilities": {"tasks": {"translation": {"layers": LAYERS}}},
     }
     response = client.post("/v1/base-models", json=body, headers=tenant.auth())

