@@ -26,6 +26,7 @@ SEEDS = (1, 2, 3)
 # (schemathesis leaves NUL out of paths and headers; test_input_rules covers those).
 EDGE_VALUES = ["a\x00b", "\x00", 2**31, 2**31 - 1, 2**63, -(2**31) - 1]
 CASES_PER_OPERATION = 12
+REJECTIONS = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
 schemathesis.serializer.alias("application/x-ndjson", "application/octet-stream")
 
 
@@ -58,6 +59,9 @@ def _schema(seed: int):
         {
             "seed": seed,
             "dictionaries": {"edges": {"values": EDGE_VALUES}},
+            # Input that breaks the schema must be refused; a body over the JSON size limit
+            # is refused before it is parsed (413), which is as good a refusal.
+            "checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}},
             "generation": {
                 "dictionaries": {
                     kind: {"dictionary": "edges", "probability": 0.1}
