@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,8 +26,8 @@ from registry.storage import BlobStore, open_store
 log = logging.getLogger(__name__)
 
 JSON_BODY_LIMIT = 1024 * 1024
-MODEL_FILE_PATH = "/v1/base-models/files/"
-UPLOAD_PATHS = ("/v1/datasets",)
+DATASET_UPLOAD = re.compile(r"/v1/datasets/?")
+MODEL_FILE_UPLOAD = re.compile(r"/v1/base-models/files/[^/]+")  # not .../presign or .../complete
 
 
 def create_app(
@@ -71,12 +72,16 @@ def create_app(
     dataset_limit = settings.max_dataset_bytes
 
     def limit_for(path: str) -> int:
-        if path.startswith(MODEL_FILE_PATH):
+        if MODEL_FILE_UPLOAD.fullmatch(path):
             return settings.max_model_file_bytes
-        return dataset_limit if path.startswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
+        return dataset_limit if DATASET_UPLOAD.fullmatch(path) else JSON_BODY_LIMIT
 
-    # Inside the body limit, so the guard never buffers more than a JSON body may hold.
-    app.add_middleware(InputGuardMiddleware, skip_prefixes=UPLOAD_PATHS)
+    def is_upload(path: str) -> bool:
+        return bool(MODEL_FILE_UPLOAD.fullmatch(path) or DATASET_UPLOAD.fullmatch(path))
+
+    # Inside the body limit, so the guard never buffers more than a JSON body may hold; an
+    # upload's body is streamed to storage, never read as JSON.
+    app.add_middleware(InputGuardMiddleware, skip=is_upload)
     app.add_middleware(
         BodyLimitMiddleware,
         limit_for=limit_for,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from email.message import Message as MimeType
 from urllib.parse import parse_qsl
 
@@ -112,12 +113,12 @@ async def reject_unknown_query(request: Request) -> None:
 
 
 class InputGuardMiddleware:
-    """Answers 422 for input that breaks registry.input_rules; bodies under `skip_prefixes`
+    """Answers 422 for input that breaks registry.input_rules; bodies of paths `skip` names
     (streamed uploads, checked by their own validators) are not buffered here."""
 
-    def __init__(self, app: ASGIApp, skip_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, skip: Callable[[str], bool] = lambda path: False) -> None:
         self.app = app
-        self.skip_prefixes = skip_prefixes
+        self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +128,7 @@ class InputGuardMiddleware:
         if fields:
             await invalid_response(fields)(scope, receive, send)
             return
-        if not _is_json(scope) or scope["path"].startswith(self.skip_prefixes):
+        if not _is_json(scope) or self.skip(scope["path"]):
             await self.app(scope, receive, send)
             return
         chunks, more = [], True

@@ -109,8 +109,8 @@ def test_every_blob_column_is_a_gc_reference():
         for column in table.columns
         if column.name.endswith("blob_sha256")
     }
-    listed = {f"{c.class_.__tablename__}.{c.key}" for c in BLOB_REFERENCES}
-    assert columns == listed
+    listed = {f"{c.class_.__tablename__}.{c.name}" for c in BLOB_REFERENCES}
+    assert columns <= listed  # base-model files name their column plain `sha256`
 
 
 @pytest.mark.parametrize("sweep_s, gc_s", [(5.0, 3600.0), (2.0, 600.0)])
