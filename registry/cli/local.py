@@ -124,13 +124,19 @@ class LocalStack:
             return key
 
     def _send_unfinished(self, factory) -> list[str]:
-        """Jobs the last run left queued (handed back at Ctrl-C) go to the broker now,
-        not at the sweeper's first round."""
+        """Jobs the last run left queued (handed back at Ctrl-C) go to the broker now, not
+        at the sweeper's first round; the ids of every job waiting to run. (One that the
+        stopping worker's own sweeper already sent waits in the embedded broker.)"""
+        from sqlalchemy import select
+
+        from registry.db import session_scope
+        from registry.jobs.models import Job
         from workers.dispatch import CeleryDispatcher
         from workers.sweeper import sweep
 
-        report = sweep(factory, CeleryDispatcher(self.settings), self.settings)
-        return report.resent + report.requeued
+        sweep(factory, CeleryDispatcher(self.settings), self.settings)
+        with session_scope(factory) as session:
+            return list(session.scalars(select(Job.id).where(Job.state == "queued")))
 
     def start_worker(self, **env_overrides: str) -> None:
         overrides = {}

@@ -176,7 +176,9 @@ def test_up_trains_with_the_cli_and_ctrl_c_stops_everything(up, tmp_path):
         .execute("SELECT state, attempts, sent_at FROM jobs WHERE id = ?", (long["id"],))
         .fetchone()
     )
-    assert row == ("queued", 0, None)  # handed back: not failed, no attempt burned
+    # Handed back: not failed, no attempt burned. Unsent (the next `up` sends it), or
+    # already sent by the stopping worker's own sweeper into the embedded broker.
+    assert row[:2] == ("queued", 0)
 
     # The next `up` sends it again at once, and the same key still works.
     banner = up.start()
