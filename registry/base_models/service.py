@@ -199,11 +199,7 @@ def get_or_create_projection(
     base = get_base_model(session, tenant_id, base_model_id)
     if min(r, max_d_in, max_d_out) <= 0:
         raise Invalid(f"r, max_d_in, max_d_out must be positive, got {r}, {max_d_in}, {max_d_out}")
-    if not CONTENT_HASH.match(fingerprint or ""):
-        raise Invalid(
-            f"fingerprint must be 'sha256:<64 hex>', got {fingerprint!r}",
-            details=[{"field": "fingerprint", "message": "expected sha256:<64 hex>"}],
-        )
+    _check_hash(fingerprint, "fingerprint")
     key = dict(
         base_model_id=base.id,
         seed=seed,
