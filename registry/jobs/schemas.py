@@ -68,6 +68,9 @@ class JobOut(BaseModel):
     error_message: str | None
     cancel_requested_at: datetime | None
     result_version_id: str | None
+    pack_id: str | None = Field(None, description="The pack it trains (or last trained) in.")
+    pack_size: int | None = Field(None, description="Jobs in that pack at its latest step.")
+    checkpoint_step: int | None = Field(None, description="Step of its latest checkpoint.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
