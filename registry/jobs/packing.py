@@ -42,11 +42,9 @@ def pack_key(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def start_pack(session: Session, worker: str) -> str:
-    pack = Pack(worker=worker)
-    session.add(pack)
+def start_pack(session: Session, pack_id: str, worker: str) -> None:
+    session.add(Pack(id=pack_id, worker=worker))
     session.flush()
-    return pack.id
 
 
 def record_pack(
