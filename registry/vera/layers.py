@@ -40,6 +40,8 @@ class SharedProjection(nn.Module):
         self.fingerprint = fingerprint
         self.share_input_projection = True
         self.row_slots: torch.Tensor | None = None
+        # Packed training: the batch is K members' consecutive row blocks of these sizes.
+        self.row_counts: list[int] | None = None
         self._input_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -142,6 +144,8 @@ class VeraLinear(nn.Module):
         self.register_buffer(
             "bank_lambda_b", torch.zeros(0, self.d_out, device=device), persistent=False
         )
+        # Packed training: each member's own trainable (λd, λb), in `row_counts` order.
+        self.member_lambdas: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.merged = False
         self.adapter_enabled = True
         self.input_sharing = 1  # layers of the same block reading the same input
@@ -236,9 +240,32 @@ class VeraLinear(nn.Module):
         delta = lambda_b * F.linear(lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
 
+    def _forward_members(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Training a pack: each member's row block runs the factored path with that
+        member's own λ tensors (autograd routes each block's gradient to its member).
+
+        Per block rather than a per-row gather: a member's λ gradients are then reduced
+        over its own rows exactly as the single-user path reduces them, so a pack of one
+        is bit-identical to `train()` (when that takes the factored path)."""
+        if sum(counts) != x.shape[0]:
+            raise ValueError(f"member row counts {counts} do not add up to {x.shape[0]} rows")
+        result = self.base_layer(x)
+        projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
+        _, vera_b = self._sliced(projected.dtype)
+        deltas, start = [], 0
+        for (lambda_d, lambda_b), count in zip(self.member_lambdas, counts, strict=True):
+            rows = projected[start : start + count]
+            start += count
+            deltas.append(lambda_b * F.linear(lambda_d * rows, vera_b))
+        delta = deltas[0] if len(deltas) == 1 else torch.cat(deltas)
+        return (result + delta).to(result.dtype)
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.merged or not self.adapter_enabled:
             return self.base_layer(x, *args, **kwargs)
+        counts = self.projection.row_counts
+        if counts is not None and self.member_lambdas is not None:
+            return self._forward_members(x, counts)
         slots = self.projection.row_slots
         if slots is not None:
             return self._forward_bank(x, slots)
