@@ -99,12 +99,14 @@ def pack_metrics(session: Session, live_s: float) -> dict[str, float]:
             func.coalesce(func.sum(Pack.step_seconds), 0.0),
         )
     ).one()
+    # PostgreSQL sums integers as NUMERIC (Decimal): plain numbers for the gauges.
+    live_steps, live_rows, live_seconds = int(live_steps), int(live_rows), float(live_seconds)
     return {
-        "packs": packs,
-        "pack_jobs": jobs,
+        "packs": int(packs),
+        "pack_jobs": int(jobs),
         "rows_per_step": live_rows / live_steps if live_steps else 0.0,
-        "seconds_per_step": float(live_seconds) / live_steps if live_steps else 0.0,
-        "steps_total": steps,
-        "rows_total": rows,
+        "seconds_per_step": live_seconds / live_steps if live_steps else 0.0,
+        "steps_total": int(steps),
+        "rows_total": int(rows),
         "step_seconds_total": float(seconds),
     }
