@@ -48,7 +48,9 @@ def resend(stack):
 def test_kill_9_of_a_worker_training_a_pack_of_8(stack, stack_overrides):
     base = register_minilm(stack.client, stack.auth)
     # Four users, two jobs each: every adapter must end with versions 1 and 2, no gap.
-    jobs = [submit(stack, max_steps=60, user_id=f"user{i % 4}", base=base) for i in range(8)]
+    jobs = [
+        submit(stack, max_steps=24, batch_size=2, user_id=f"u{i % 4}", base=base) for i in range(8)
+    ]
     ids = [job["id"] for job in jobs]
     first = stack.workers.start()
     running = wait_all(stack, ids, lambda j: j["state"] == "running" and j["checkpoint_step"])
@@ -73,7 +75,7 @@ def test_kill_9_of_a_worker_training_a_pack_of_8(stack, stack_overrides):
 
 def test_cancelling_one_job_of_a_pack_stops_only_that_job(stack):
     base = register_minilm(stack.client, stack.auth)
-    ids = [submit(stack, max_steps=80, user_id=u, base=base)["id"] for u in ("a", "b", "c")]
+    ids = [submit(stack, max_steps=40, batch_size=2, user_id=u, base=base)["id"] for u in "abc"]
     stack.workers.start()
     running = wait_all(stack, ids, lambda j: j["state"] == "running" and j["step"] > 0)
     assert len({j["pack_id"] for j in running}) == 1
@@ -94,14 +96,14 @@ def blob_tensors(stack, job: dict) -> dict:
 @pytest.mark.parametrize("stack_overrides", [{"pack_max_jobs": 1}], indirect=True)
 def test_a_job_handed_back_at_shutdown_resumes_from_its_checkpoint(stack, stack_overrides):
     base = register_minilm(stack.client, stack.auth)
-    job = submit(stack, max_steps=40, user_id="alice", base=base)
+    job = submit(stack, max_steps=80, batch_size=2, user_id="alice", base=base)
     first = stack.workers.start()
-    stack.wait_for(job["id"], lambda j: j["state"] == "running" and j["step"] >= 5)
+    stack.wait_for(job["id"], lambda j: j["state"] == "running" and j["step"] >= 4)
     stack.workers.kill(first, signal.SIGTERM)  # warm shutdown: checkpoint, back to the queue
     handed = stack.job(job["id"])
-    assert handed["state"] == "queued" and 5 <= handed["checkpoint_step"] < 40
+    assert handed["state"] == "queued" and 4 <= handed["checkpoint_step"] < 80
     # The same rows, seed and settings for another user: the uninterrupted run to compare with.
-    twin = submit(stack, max_steps=40, user_id="bob", base=base)
+    twin = submit(stack, max_steps=80, batch_size=2, user_id="bob", base=base)
     stack.workers.start("next")
     assert job["id"] in resend(stack).resent
     done = wait_all(stack, [job["id"], twin["id"]], lambda j: j["state"] in TERMINAL)
