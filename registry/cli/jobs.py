@@ -48,6 +48,7 @@ JOB_FIELDS = [
     ("queue", "queue"),
     ("hyperparameters", "hyperparameters"),
     ("result_version_id", "result version"),
+    ("pack", "pack"),
     ("error_code", "error"),
     ("error_message", "error message"),
     ("created_at", "created", output.when),
@@ -260,8 +261,18 @@ def jobs_list(remote: Remote, user: str | None, state: str | None, limit: int) -
 @click.argument("job_id")
 @remote_command
 def jobs_show(remote: Remote, job_id: str) -> None:
-    """One job, its progress and its error if any."""
-    remote.show(remote.client.get_job(job_id), JOB_FIELDS)
+    """One job, its progress, the pack it trains in and its error if any."""
+    job = remote.client.get_job(job_id)
+    remote.show(job if remote.as_json else job | {"pack": pack_line(job)}, JOB_FIELDS)
+
+
+def pack_line(job: dict) -> str | None:
+    """Which pack the job trains (or trained) in, and with how many other jobs."""
+    if not job.get("pack_id"):
+        return None
+    others = (job.get("pack_size") or 1) - 1
+    company = "alone" if others == 0 else f"with {others} other job{'s' * (others > 1)}"
+    return f"{job['pack_id']} ({company} at its latest step)"
 
 
 @jobs.command("cancel")

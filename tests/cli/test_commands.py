@@ -214,3 +214,20 @@ def test_base_models_list_and_show(cli, base):
     assert shown["projections"][0]["id"] == projection["id"]
     table = cli("base-models", "show", model["id"]).output
     assert "encoder.layer.0.attention.self.query" in table and "projections" in table
+
+
+def test_jobs_show_prints_the_pack_a_job_trains_in(cli, app, base, tmp_path):
+    from registry.db import session_scope
+    from registry.jobs import lease
+
+    data = write_dataset(tmp_path)
+    ids = [
+        cli.json("jobs", "submit", "--user", user, "--dataset", data, "--steps", "5")["id"]
+        for user in ("alice", "bob", "carol")
+    ]
+    assert "pack" in cli("jobs", "show", ids[0]).output  # the line is there, empty while queued
+    with session_scope(app.state.session_factory) as session:
+        lease.claim_pack(session, ids[1], "w", 60, pack_id="p" * 32, room=8)
+    shown = cli("jobs", "show", ids[1]).output
+    assert f"{'p' * 32} (with 2 other jobs at its latest step)" in " ".join(shown.split())
+    assert cli.json("jobs", "show", ids[0])["pack_size"] == 3

@@ -108,6 +108,11 @@ def test_a_job_handed_back_at_shutdown_resumes_from_its_checkpoint(stack, stack_
     assert job["id"] in resend(stack).resent
     done = wait_all(stack, [job["id"], twin["id"]], lambda j: j["state"] in TERMINAL)
     assert [(j["state"], j["attempts"]) for j in done] == [("succeeded", 1)] * 2
+    # VERA_PACK_MAX_JOBS=1: one job at a time, each in a pack of its own.
+    assert (
+        done[0]["pack_id"] != done[1]["pack_id"]
+        and done[0]["pack_size"] == 1 == done[1]["pack_size"]
+    )
     log = events(stack, job["id"])
     step = handed["checkpoint_step"]
     assert any(
