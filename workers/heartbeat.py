@@ -145,9 +145,9 @@ class PackHeartbeat:
         progress = beat.latest
         try:
             with session_scope(self.ctx.session_factory) as session:
-                kwargs = {}
+                kwargs = {"pack_size": self.stats.size}
                 if progress is not None:
-                    kwargs = dict(
+                    kwargs.update(
                         step=progress.step,
                         total_steps=progress.total_steps,
                         progress=progress.step / max(1, progress.total_steps),

@@ -59,7 +59,7 @@ class PackRunner:
         self.pack_key: str | None = None
         self.trainer = None
         self.model = self.tokenizer = None
-        self._filled_at = time.monotonic()
+        self._filled_at = float("-inf")  # jobs queued while the model loaded join at once
         self.retry_reason = ""
 
     # -- the whole run ---------------------------------------------------------------------

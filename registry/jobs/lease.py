@@ -160,13 +160,16 @@ def heartbeat(
     step: int | None = None,
     total_steps: int | None = None,
     progress: float | None = None,
+    pack_size: int | None = None,
 ) -> bool:
-    """Extend the lease and record progress. Returns True when cancellation was requested.
-    Raises LeaseLost when another copy took the job."""
+    """Extend the lease and record progress (and the size of its pack now). Returns True when
+    cancellation was requested. Raises LeaseLost when another copy took the job."""
     now = utcnow()
     values: dict = {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease_s)}
     if step is not None:
         values.update(step=step, total_steps=total_steps, progress=progress)
+    if pack_size is not None:
+        values.update(pack_size=pack_size)
     result = session.execute(
         update(Job)
         .where(_owned(claim.job_id, claim.token))
