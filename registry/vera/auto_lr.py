@@ -111,18 +111,3 @@ def pick(
     }
     return Choice(key, winner, metrics)
 
-
-def train_auto(model, examples, config, args: TrainingArgs, **kwargs) -> Choice:
-    """Single-user reference: `train()` each candidate in turn, then `pick`.
-
-    The workers train the candidates as members of one pack instead (shared forward);
-    each member's result equals this function's per-candidate `train()` call.
-    """
-    from .train import train
-
-    candidates = expand("job", args)
-    results = {
-        key: train(model, examples, config, member_args, **kwargs)
-        for key, member_args in candidates
-    }
-    return pick(candidates, results)
