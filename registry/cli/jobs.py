@@ -24,6 +24,7 @@ from registry.cli.remote import (
 )
 from registry.client.api import RegistryClient
 from registry.jobs.schemas import Hyperparameters
+from registry.vera.auto_lr import AUTO
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_COLUMNS = [
@@ -82,6 +83,20 @@ def _projection(remote: Remote, base_model_id: str, ref: str | None, rank: int |
     raise click.UsageError(f"pass --projection: base model {base_model_id} has {listed}")
 
 
+class _LearningRate(click.ParamType):
+    """A number, or "auto" (candidate rates trained side by side, the best one kept)."""
+
+    name = "RATE|auto"
+
+    def convert(self, value: Any, param, ctx) -> float | str:
+        if value == AUTO or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f'{value!r} is neither a number nor "{AUTO}"', param, ctx)
+
+
 def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
     """The chosen hyperparameters, checked against the server's own ranges."""
     chosen = {k: v for k, v in values.items() if v is not None}
@@ -111,7 +126,12 @@ def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str
 @click.option("--adapter-name", type=ADAPTER_NAME, default="default", show_default=True)
 @click.option("--steps", "max_steps", type=int, help="Training steps (overrides --epochs).")
 @click.option("--epochs", type=int)
-@click.option("--lr", "learning_rate", type=float, help="Learning rate of the λ vectors.")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=_LearningRate(),
+    help='Learning rate of the λ vectors, or "auto": the best of several candidates.',
+)
 @click.option("--batch-size", type=int)
 @click.option("--max-seq-len", type=int)
 @click.option("--eval-fraction", type=float, help="Share of rows held out for eval.")

@@ -168,11 +168,17 @@ class VeraLinear(nn.Module):
             self.projection.vera_B[: self.d_out, :].to(dtype),
         )
 
-    def delta_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """ΔW = (λb∘B)(λd∘A) in float32 (or `dtype`), shaped like the base weight."""
+    def delta_weight(
+        self,
+        dtype: torch.dtype = torch.float32,
+        lambdas: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """ΔW = (λb∘B)(λd∘A) in float32 (or `dtype`), shaped like the base weight; of this
+        layer's own vectors, or of `lambdas` = (λd, λb) (a pack member's)."""
         vera_a, vera_b = self._sliced(dtype)
-        lambda_d = self.vera_lambda_d.to(dtype).unsqueeze(-1)
-        lambda_b = self.vera_lambda_b.to(dtype).unsqueeze(-1)
+        own_d, own_b = lambdas or (self.vera_lambda_d, self.vera_lambda_b)
+        lambda_d = own_d.to(dtype).unsqueeze(-1)
+        lambda_b = own_b.to(dtype).unsqueeze(-1)
         delta = (lambda_b * vera_b) @ (lambda_d * vera_a)
         return delta.T if self.fan_in_fan_out else delta
 
@@ -194,7 +200,11 @@ class VeraLinear(nn.Module):
             weight.copy_((weight.float() - self.delta_weight()).to(weight.dtype))
         self.merged = False
 
-    def _choose_dense(self, x: torch.Tensor) -> bool:
+    def _choose_dense(
+        self, x: torch.Tensor, tokens: int | None = None, train: bool | None = None
+    ) -> bool:
+        """Whether `x (W0 + ΔW)ᵀ` costs fewer FLOPs than the factored path for `tokens`
+        (all of x's by default) rows, trained (λ needing gradients) or not."""
         if self.compute_path != "auto":
             return self.compute_path == "dense"
         base = self.base_layer
@@ -206,8 +216,10 @@ class VeraLinear(nn.Module):
         )
         if not eligible:
             return False
-        tokens = x.numel() // self.d_in
-        train = torch.is_grad_enabled() and self.vera_lambda_d.requires_grad
+        if tokens is None:
+            tokens = x.numel() // self.d_in
+        if train is None:
+            train = torch.is_grad_enabled() and self.vera_lambda_d.requires_grad
         factored = factored_flops(tokens, self.d_in, self.d_out, self.r, self.input_sharing, train)
         return dense_flops(tokens, self.d_in, self.d_out, self.r, train) < factored
 
@@ -241,24 +253,44 @@ class VeraLinear(nn.Module):
         return (result + delta).to(result.dtype)
 
     def _forward_members(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """Training a pack: each member's row block runs the factored path with that
-        member's own λ tensors (autograd routes each block's gradient to its member).
+        """Training a pack: each member's block of rows runs with that member's own λ
+        tensors (autograd routes each block's gradient to its member), on the path
+        `train()` would take for a batch that size (dense or factored, same FLOPs rule).
 
-        Per block rather than a per-row gather: a member's λ gradients are then reduced
-        over its own rows exactly as the single-user path reduces them, so a pack of one
-        is bit-identical to `train()` (when that takes the factored path)."""
+        Per block rather than a per-row gather: a member's λ gradients are reduced over
+        its own rows exactly as the single-user path reduces them, so a pack of one is
+        bit-identical to `train()`. A x is computed once for all factored rows.
+        """
         if sum(counts) != x.shape[0]:
             raise ValueError(f"member row counts {counts} do not add up to {x.shape[0]} rows")
-        result = self.base_layer(x)
-        projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
-        _, vera_b = self._sliced(projected.dtype)
-        deltas, start = [], 0
-        for (lambda_d, lambda_b), count in zip(self.member_lambdas, counts, strict=True):
-            rows = projected[start : start + count]
+        per_row = x[:1].numel() // self.d_in
+        train = torch.is_grad_enabled() and any(
+            lambda_d.requires_grad for lambda_d, _ in self.member_lambdas
+        )
+        dense = [self._choose_dense(x, count * per_row, train) for count in counts]
+        if not any(dense):
+            result = self.base_layer(x)
+            projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
+        else:
+            result = projected = None
+        vera_b = self._sliced(x.dtype if projected is None else projected.dtype)[1]
+        outputs, start = [], 0
+        for lambdas, count, use_dense in zip(self.member_lambdas, counts, dense, strict=True):
+            rows = slice(start, start + count)
             start += count
-            deltas.append(lambda_b * F.linear(lambda_d * rows, vera_b))
-        delta = deltas[0] if len(deltas) == 1 else torch.cat(deltas)
-        return (result + delta).to(result.dtype)
+            if use_dense:
+                weight = self.base_layer.weight + self.delta_weight(x.dtype, lambdas)
+                outputs.append(F.linear(x[rows], weight, self.base_layer.bias))
+                continue
+            if projected is None:  # mixed: this block's own base and A x
+                base = self.base_layer(x[rows])
+                own = self.projection.project_in(x[rows], self.d_in, self.vera_dropout)
+            else:
+                base, own = result[rows], projected[rows]
+            lambda_d, lambda_b = lambdas
+            delta = lambda_b * F.linear(lambda_d * own, vera_b.to(own.dtype))
+            outputs.append((base + delta).to(base.dtype))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.merged or not self.adapter_enabled:

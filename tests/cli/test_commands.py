@@ -93,6 +93,8 @@ def test_jobs_submit_errors_say_what_to_fix_and_store_nothing(cli, base, setting
     result = cli("jobs", "submit", "--user", "a", "--dataset", data, "--lr", "5", ok=False)
     assert result.exit_code == 2
     assert "learning_rate: Input should be less than or equal to 1" in result.output
+    result = cli("jobs", "submit", "--user", "a", "--dataset", data, "--lr", "fast", ok=False)
+    assert result.exit_code == 2 and 'neither a number nor "auto"' in result.output
     result = cli(
         "jobs", "submit", "--user", "a", "--dataset", data, "--set", "optimizer=sgd", ok=False
     )

@@ -218,13 +218,20 @@ def test_batch_order_resumes_mid_run_exactly() -> None:
         assert [resumed.next() for _ in range(start, 11)] == expected[start:], start
 
 
-def test_a_pack_of_one_is_bit_identical_to_train() -> None:
-    model = tiny_llama()
-    args = TrainingArgs(batch_size=4, max_steps=3, seed=5)
-    with PackedTrainer(model, LM, tokenizer=CharTokenizer()) as pack:
-        pack.add("p", lm_rows(1, 9), args)
+@pytest.mark.parametrize("task", ["causal-lm", "classification"])
+def test_a_pack_of_one_is_bit_identical_to_train(task: str) -> None:
+    # Classification member "b" (3 rows × 20 tokens, r=64): train() goes dense there.
+    if task == "causal-lm":
+        model, config, data, args = tiny_llama(), LM, lm_rows(1, 9), TrainingArgs(max_steps=3)
+        labels, tokenizer = None, CharTokenizer()
+        alone = train(model, data, config, args, tokenizer=tokenizer)
+    else:
+        model, config, tokenizer = tiny_bert(), CLS, None
+        labels, data, args = MEMBERS["b"]
+        alone = solo(model, "b")
+    with PackedTrainer(model, config, tokenizer=tokenizer) as pack:
+        pack.add("p", data, args, num_labels=labels)
         packed = run_to_end(pack)["p"]
-    alone = train(model, lm_rows(1, 9), LM, args, tokenizer=CharTokenizer())
     for name, value in alone.vectors.items():
         assert torch.equal(packed.vectors[name], value), name
 
