@@ -1,23 +1,24 @@
 """Member expansion: the pack slots one job trains in, and how its result is chosen.
 
-A plain job is one member keyed by its id. A job may become several members (e.g. one per
-candidate learning rate, keys f"{job_id}#..."): each trains side by side in the pack, and
-`choose` picks the job's result from theirs once all have finished (extra metrics for its
-version with it). The pack runner calls nothing else.
+A plain job is one member keyed by its id. A job with `learning_rate: "auto"` becomes one
+member per candidate rate (registry/vera/auto_lr.py: keys f"{job_id}#lr{i}"); they train
+side by side in the pack, and once every one has finished or failed, `choose` picks the
+job's result from theirs (with extra metrics for its version). The pack runner calls
+nothing else, so another expansion is one more branch here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from registry.jobs.errors import UserInputError
+from registry.vera import auto_lr
 from workers.job_io import JobSpec
 
 
 @dataclass
 class MemberPlan:
-    """One slot of the pack: a key, its args and rows (a job may train as several)."""
+    """One slot of the pack: a key, its args and rows."""
 
     key: str
     args: object  # registry.vera.train.TrainingArgs
@@ -28,21 +29,29 @@ class MemberPlan:
 @dataclass
 class JobPlan:
     members: list[MemberPlan]
-    # Every member's TrainingResult → the job's result and extra metrics for its version.
-    choose: Callable[[dict], tuple[object, dict]]
+    # (finished member key → TrainingResult, failed member key → exception) → the job's
+    # result and extra metrics for its version; raises when none is usable.
+    choose: Callable[[Mapping, Mapping], tuple[object, dict]]
+
+    @property
+    def single(self) -> bool:
+        return len(self.members) == 1
 
 
 def plan_job(spec: JobSpec, args, rows: list[dict]) -> JobPlan:
-    """Member expansion: the slots one job trains in and how its result is chosen from
-    theirs. A plain job is one member keyed by its id."""
-    if spec.job.hyperparameters["learning_rate"] == "auto":
-        raise UserInputError(
-            "learning_rate 'auto' is not supported by this worker; give a number",
-            code="unsupported_hyperparameter",
-        )
-    return JobPlan([MemberPlan(spec.job.id, args, rows)], _sole_result)
+    """The members one job trains as (see the module docstring)."""
+    if not auto_lr.is_auto(spec.job.hyperparameters["learning_rate"]):
+        return JobPlan([MemberPlan(spec.job.id, args, rows)], _sole_result)
+    candidates = auto_lr.expand(spec.job.id, args)
+
+    def choose(results: Mapping, failed: Mapping) -> tuple[object, dict]:
+        choice = auto_lr.pick(candidates, results, failed)
+        extra = {k: v for k, v in choice.metrics.items() if k.startswith("learning_rate")}
+        return choice.result, extra
+
+    return JobPlan([MemberPlan(key, member_args, rows) for key, member_args in candidates], choose)
 
 
-def _sole_result(results: dict) -> tuple[object, dict]:
+def _sole_result(results: Mapping, failed: Mapping) -> tuple[object, dict]:
     (result,) = results.values()
     return result, {}

@@ -35,6 +35,7 @@ class PackJob:
     plan: JobPlan | None = None
     progress: dict = field(default_factory=dict)  # member key → latest Progress
     results: dict = field(default_factory=dict)  # member key → TrainingResult
+    failed: dict = field(default_factory=dict)  # member key → its own error (multi-member)
     started: float = field(default_factory=time.monotonic)
     checkpointed_at: float = field(default_factory=time.monotonic)
     checkpointed_step: int = 0
@@ -130,14 +131,22 @@ class PackRunner:
                 job.beat.on_progress(min(job.progress.values(), key=lambda p: p.step))
         for key, exc in report.failed.items():
             job = self.jobs.get(self.member_job.get(key))
-            if job is not None:
+            if job is None:
+                continue
+            if job.plan.single:
                 self._end(job, exc)
+            else:  # one candidate of several: the others may still give the job a result
+                job.failed[key] = exc
+                self._maybe_done(job)
         for key, result in report.finished.items():
             job = self.jobs.get(self.member_job.get(key))
             if job is not None:
                 job.results[key] = result
-                if len(job.results) == len(job.plan.members):
-                    self._succeed(job)
+                self._maybe_done(job)
+
+    def _maybe_done(self, job: PackJob) -> None:
+        if len(job.results) + len(job.failed) == len(job.plan.members):
+            self._succeed(job)
 
     # -- joining -------------------------------------------------------------------------
 
@@ -306,9 +315,9 @@ class PackRunner:
         self.heartbeat.beat(job.beat)  # its last step's progress, however short the run
         self._leave(job)
         try:
-            result, extra = job.plan.choose(job.results)
+            result, extra = job.plan.choose(job.results, job.failed)
             metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float | str)}
-            metrics.update(extra)
+            metrics.update(extra)  # e.g. learning_rate "auto": the rate picked, every candidate
             metrics.update(
                 wall_seconds=round(time.monotonic() - job.started, 3),
                 # Wall-clock marks for latency figures (submit → first step, last step → live).
