@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -17,8 +16,6 @@ from registry.config import Settings
 from registry.jobs.datasets import numbered_lines
 from registry.jobs.errors import UserInputError
 from registry.jobs.models import Dataset, Job
-
-CHECKPOINT_FORMAT = "vera-job-checkpoint/1"
 
 
 @dataclass
@@ -150,24 +147,3 @@ def adapter_blob(spec: JobSpec, vectors) -> bytes:
         config=vera_config(spec),
         base_model_name_or_path=spec.base.name,
     )
-
-
-def bundle_checkpoints(members: dict[str, bytes]) -> bytes:
-    """One job's checkpoint blob: each of its members' trainer checkpoints, by member key."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("format", CHECKPOINT_FORMAT)
-        for key, data in sorted(members.items()):
-            archive.writestr(f"members/{key}", data)
-    return out.getvalue()
-
-
-def unbundle_checkpoints(blob: bytes) -> dict[str, bytes]:
-    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
-        if archive.read("format").decode() != CHECKPOINT_FORMAT:
-            raise ValueError("not a job checkpoint of this format")
-        return {
-            name.removeprefix("members/"): archive.read(name)
-            for name in archive.namelist()
-            if name.startswith("members/")
-        }

@@ -11,43 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from registry.db import session_scope
 from registry.jobs import lease
 from registry.jobs.errors import UserInputError
-from workers import job_io
-from workers.heartbeat import SHUTTING_DOWN, JobBeat, PackHeartbeat
-from workers.members import JobPlan, plan_job
+from workers import checkpoints, job_io
+from workers.heartbeat import SHUTTING_DOWN, PackHeartbeat
+from workers.members import plan_job
 from workers.model_cache import ModelSpec
 from workers.outcomes import Cancelled, record_failure
+from workers.pack_jobs import PackJob, add_members
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PackJob:
-    claim: lease.Claim
-    spec: job_io.JobSpec
-    beat: JobBeat
-    limit_s: float
-    resend: bool  # no Celery task of its own retries it: the sweeper must
-    plan: JobPlan | None = None
-    progress: dict = field(default_factory=dict)  # member key → latest Progress
-    results: dict = field(default_factory=dict)  # member key → TrainingResult
-    failed: dict = field(default_factory=dict)  # member key → its own error (multi-member)
-    started: float = field(default_factory=time.monotonic)
-    checkpointed_at: float = field(default_factory=time.monotonic)
-    checkpointed_step: int = 0
-    max_pack_size: int = 1
-
-    @property
-    def job_id(self) -> str:
-        return self.claim.job_id
-
-    @property
-    def step(self) -> int:
-        return self.beat.latest.step if self.beat.latest is not None else self.beat.start_step
 
 
 class PackRunner:
@@ -173,7 +148,8 @@ class PackRunner:
             job.plan = plan_job(spec, job_io.training_args(spec), rows)
             warm = job_io.warm_start_vectors(self.ctx.store, spec)
             saved = self._saved_checkpoint(job)
-            resumed = self._add_members(job, warm, saved)
+            resumed = add_members(self.trainer, job, warm, saved, self._checkpoint_unusable)
+            self.member_job.update(dict.fromkeys((m.key for m in job.plan.members), job.job_id))
         except Exception as exc:
             self._end(job, exc)
             return
@@ -194,44 +170,10 @@ class PackRunner:
         if sha256 is None:
             return {}
         try:
-            return job_io.unbundle_checkpoints(self.ctx.store.get(sha256))
+            return checkpoints.load(self.ctx.store, sha256)
         except Exception as exc:  # unreadable: train from the start rather than not at all
             self._checkpoint_unusable(job, exc)
             return {}
-
-    def _add_members(self, job: PackJob, warm, saved: dict[str, bytes]) -> bool:
-        """Add every member, from its checkpoint when there is one; True if resumed."""
-        added = []
-        try:
-            for member in job.plan.members:
-                checkpoint = saved.get(member.key)
-                kwargs = dict(
-                    num_labels=job.spec.num_labels,
-                    eval_examples=member.eval_examples,
-                    warm_start=warm,
-                )
-                try:
-                    self.trainer.add(
-                        member.key, member.examples, member.args, checkpoint=checkpoint, **kwargs
-                    )
-                except UserInputError:
-                    raise
-                except Exception as exc:
-                    if checkpoint is None:
-                        raise
-                    # A checkpoint written by other code or args: start this job over.
-                    self._checkpoint_unusable(job, exc)
-                    for key in added:
-                        self.trainer.remove(key)
-                    saved.clear()
-                    return self._add_members(job, warm, saved)
-                added.append(member.key)
-                self.member_job[member.key] = job.job_id
-        except Exception:
-            for key in added:
-                self.trainer.remove(key)
-            raise
-        return bool(saved)
 
     def _checkpoint_unusable(self, job: PackJob, exc: Exception) -> None:
         log.warning("job %s: checkpoint unusable, training from step 0", job.job_id, exc_info=exc)
@@ -356,19 +298,12 @@ class PackRunner:
                     log.warning("job %s: checkpoint failed", job.job_id, exc_info=True)
 
     def _checkpoint(self, job: PackJob, then: Callable | None = None) -> None:
-        """Store the job's members' states and point the job at them (fenced), then call
-        `then(session)` in the same transaction. Nothing new since the last one: no write."""
-        step = job.step
+        """Checkpoint the job if it stepped since its last one, then `then(session)`."""
+        step, members = job.step, None
         if step > job.checkpointed_step:
-            members = {
-                k: self.trainer.checkpoint(k) for k in job.progress if k in self.trainer.members
-            }
-            info = self.ctx.store.put(job_io.bundle_checkpoints(members))
-        with session_scope(self.ctx.session_factory) as session:
-            if step > job.checkpointed_step:
-                lease.save_checkpoint(session, job.claim, blob_sha256=info.sha256, step=step)
-            if then is not None:
-                then(session)
+            active = [k for k in job.progress if k in self.trainer.members]
+            members = {k: self.trainer.checkpoint(k) for k in active}
+        checkpoints.save(self.ctx, job.claim, members, step, then)
         job.checkpointed_step = max(job.checkpointed_step, step)
 
     def _hand_back_all(self) -> None:
