@@ -274,19 +274,22 @@ class VeraLinear(nn.Module):
         else:
             result = projected = None
         vera_b = self._sliced(x.dtype if projected is None else projected.dtype)[1]
-        outputs, start = [], 0
-        for lambdas, count, use_dense in zip(self.member_lambdas, counts, dense, strict=True):
-            rows = slice(start, start + count)
-            start += count
+        # torch.split, not x[a:b]: the backward of K slices would write K full-size
+        # gradients; split's backward is one concatenation.
+        blocks = torch.split(x, counts)
+        if projected is not None:
+            bases, owns = torch.split(result, counts), torch.split(projected, counts)
+        outputs = []
+        for k, (lambdas, use_dense) in enumerate(zip(self.member_lambdas, dense, strict=True)):
             if use_dense:
                 weight = self.base_layer.weight + self.delta_weight(x.dtype, lambdas)
-                outputs.append(F.linear(x[rows], weight, self.base_layer.bias))
+                outputs.append(F.linear(blocks[k], weight, self.base_layer.bias))
                 continue
             if projected is None:  # mixed: this block's own base and A x
-                base = self.base_layer(x[rows])
-                own = self.projection.project_in(x[rows], self.d_in, self.vera_dropout)
+                base = self.base_layer(blocks[k])
+                own = self.projection.project_in(blocks[k], self.d_in, self.vera_dropout)
             else:
-                base, own = result[rows], projected[rows]
+                base, own = bases[k], owns[k]
             lambda_d, lambda_b = lambdas
             delta = lambda_b * F.linear(lambda_d * own, vera_b.to(own.dtype))
             outputs.append((base + delta).to(base.dtype))

@@ -145,10 +145,9 @@ class _PackedHead(nn.Module):
         self.parts: list[tuple[nn.Module, int]] = []  # (head, rows); not registered
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, start = [], 0
-        for head, rows in self.parts:
-            outputs.append(head(x[start : start + rows]))
-            start += rows
+        # torch.split: one concatenation in the backward, not K full-size gradients.
+        blocks = torch.split(x, [rows for _, rows in self.parts])
+        outputs = [head(block) for (head, _), block in zip(self.parts, blocks, strict=True)]
         width = max(output.shape[-1] for output in outputs)
         return torch.cat([F.pad(o, (0, width - o.shape[-1])) for o in outputs])
 
@@ -403,12 +402,11 @@ class PackedTrainer:
                 layer.member_lambdas = None
             for packed in self._packed_heads.values():
                 packed.parts = []
-        results, start = [], 0
-        for member, count in zip(members, rows, strict=True):
-            own = slice(start, start + count)
-            start += count
-            results.append(_member_loss(logits[own], batch["labels"][own], member.num_labels))
-        return results
+        own_logits, own_labels = torch.split(logits, rows), torch.split(batch["labels"], rows)
+        return [
+            _member_loss(member_logits, labels, member.num_labels)
+            for member, member_logits, labels in zip(members, own_logits, own_labels, strict=True)
+        ]
 
     def _probe(self, members: list[Member]) -> dict[str, Exception]:
         """Which members fail alone on their own rows of this step."""
