@@ -40,7 +40,8 @@ class SharedProjection(nn.Module):
         self.fingerprint = fingerprint
         self.share_input_projection = True
         self.row_slots: torch.Tensor | None = None
-        # Packed training: the batch is K members' consecutive row blocks of these sizes.
+        # Packed training: the batch is K members' consecutive row blocks of these sizes
+        # (per-block path), or None with `row_slots` giving each row's member (gather).
         self.row_counts: list[int] | None = None
         self._input_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -237,7 +238,14 @@ class VeraLinear(nn.Module):
         delta = self.vera_lambda_b * F.linear(self.vera_lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
 
-    def _forward_bank(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def _forward_bank(
+        self,
+        x: torch.Tensor,
+        slots: torch.Tensor,
+        bank: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Row i scaled by the vectors in row `slots[i]` of the bank (λd rows, λb rows):
+        the layer's bank buffers (inference), or `bank` (a pack's stacked members)."""
         if slots.shape[0] != x.shape[0]:
             raise ValueError(
                 f"bank row index has {slots.shape[0]} entries but the batch has {x.shape[0]} rows"
@@ -247,8 +255,9 @@ class VeraLinear(nn.Module):
         _, vera_b = self._sliced(projected.dtype)
         # Per-row vectors broadcast over the sequence axes; A x and B(·) are batch-wide.
         view = (x.shape[0],) + (1,) * (x.dim() - 2)
-        lambda_d = self.bank_lambda_d[slots].view(*view, self.r)
-        lambda_b = self.bank_lambda_b[slots].view(*view, self.d_out)
+        bank_d, bank_b = bank or (self.bank_lambda_d, self.bank_lambda_b)
+        lambda_d = bank_d[slots].view(*view, self.r)
+        lambda_b = bank_b[slots].view(*view, self.d_out)
         delta = lambda_b * F.linear(lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
 
@@ -298,9 +307,17 @@ class VeraLinear(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.merged or not self.adapter_enabled:
             return self.base_layer(x, *args, **kwargs)
-        counts = self.projection.row_counts
-        if counts is not None and self.member_lambdas is not None:
-            return self._forward_members(x, counts)
+        if self.member_lambdas is not None:  # training a pack
+            counts = self.projection.row_counts
+            if counts is not None:
+                return self._forward_members(x, counts)
+            # Gathered per row: a few kernels whatever the member count (GPU), the
+            # gradients reduced in another order than train()'s (equal within rounding).
+            stacked = (
+                torch.stack([lambda_d for lambda_d, _ in self.member_lambdas]),
+                torch.stack([lambda_b for _, lambda_b in self.member_lambdas]),
+            )
+            return self._forward_bank(x, self.projection.row_slots, stacked)
         slots = self.projection.row_slots
         if slots is not None:
             return self._forward_bank(x, slots)

@@ -201,7 +201,15 @@ class PackedTrainer:
         max_tokens_per_step: int | None = None,
         pad_id: int | None = None,
         tokenizer=None,
+        row_path: str = "auto",
     ):
+        """`row_path`: how each row meets its member's vectors. "blocks": one factored (or
+        dense) product per member's block of rows, reduced as train() reduces them (a
+        pack of one is bit-identical to train()); "gather": the members' vectors stacked
+        and picked per row, a few kernels whatever the member count; "auto": gather on
+        CUDA (kernel launches dominate there), blocks elsewhere."""
+        if row_path not in ("auto", "blocks", "gather"):
+            raise ValueError(f"row_path must be auto, blocks or gather, got {row_path!r}")
         if max_tokens_per_step is not None and max_tokens_per_step <= 0:
             raise ValueError(f"max_tokens_per_step must be positive, got {max_tokens_per_step}")
         self.model, self.config, self.tokenizer = model, config, tokenizer
@@ -215,6 +223,10 @@ class PackedTrainer:
         self._was_trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         self._was_training = model.training
         inject_vera(model, config, expected_fingerprint)
+        if row_path == "auto":
+            cuda = model.vera_projection.vera_A.device.type == "cuda"
+            row_path = "gather" if cuda else "blocks"
+        self.row_path = row_path
         self._layers = vera_layers(model)
         for layer in self._layers.values():
             layer.requires_grad_(False)  # the members' leaves train, not the layer's own
@@ -390,14 +402,20 @@ class PackedTrainer:
             layer.member_lambdas = [m.lambdas[path] for m in members]
         for path, packed in self._packed_heads.items():
             packed.parts = [(m.heads[path], count) for m, count in zip(members, rows, strict=True)]
-        self._projection.row_counts = rows
+        if self.row_path == "blocks":
+            self._projection.row_counts = rows
+        else:
+            device = batch["input_ids"].device
+            self._projection.row_slots = torch.repeat_interleave(
+                torch.arange(len(rows), device=device), torch.tensor(rows, device=device)
+            )
         try:
             with _autocast(self.model):
                 logits = self.model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 ).logits
         finally:
-            self._projection.row_counts = None
+            self._projection.row_counts = self._projection.row_slots = None
             for layer in self._layers.values():
                 layer.member_lambdas = None
             for packed in self._packed_heads.values():
