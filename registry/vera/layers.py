@@ -40,7 +40,8 @@ class SharedProjection(nn.Module):
         self.fingerprint = fingerprint
         self.share_input_projection = True
         self.row_slots: torch.Tensor | None = None
-        # Packed training: the batch is K members' consecutive row blocks of these sizes.
+        # Packed training: the batch is K members' consecutive row blocks of these sizes
+        # (per-block path), or None with `row_slots` giving each row's member (gather).
         self.row_counts: list[int] | None = None
         self._input_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -237,7 +238,14 @@ class VeraLinear(nn.Module):
         delta = self.vera_lambda_b * F.linear(self.vera_lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
 
-    def _forward_bank(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def _forward_bank(
+        self,
+        x: torch.Tensor,
+        slots: torch.Tensor,
+        bank: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Row i scaled by the vectors in row `slots[i]` of the bank (λd rows, λb rows):
+        the layer's bank buffers (inference), or `bank` (a pack's stacked members)."""
         if slots.shape[0] != x.shape[0]:
             raise ValueError(
                 f"bank row index has {slots.shape[0]} entries but the batch has {x.shape[0]} rows"
@@ -247,8 +255,9 @@ class VeraLinear(nn.Module):
         _, vera_b = self._sliced(projected.dtype)
         # Per-row vectors broadcast over the sequence axes; A x and B(·) are batch-wide.
         view = (x.shape[0],) + (1,) * (x.dim() - 2)
-        lambda_d = self.bank_lambda_d[slots].view(*view, self.r)
-        lambda_b = self.bank_lambda_b[slots].view(*view, self.d_out)
+        bank_d, bank_b = bank or (self.bank_lambda_d, self.bank_lambda_b)
+        lambda_d = bank_d[slots].view(*view, self.r)
+        lambda_b = bank_b[slots].view(*view, self.d_out)
         delta = lambda_b * F.linear(lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
 
@@ -269,35 +278,64 @@ class VeraLinear(nn.Module):
         )
         dense = [self._choose_dense(x, count * per_row, train) for count in counts]
         if not any(dense):
-            result = self.base_layer(x)
-            projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
-        else:
-            result = projected = None
-        vera_b = self._sliced(x.dtype if projected is None else projected.dtype)[1]
-        outputs, start = [], 0
-        for lambdas, count, use_dense in zip(self.member_lambdas, counts, dense, strict=True):
-            rows = slice(start, start + count)
-            start += count
+            return self._forward_member_blocks(x, counts)
+        # Mixed (some member's batch is large enough for the dense path): block by block.
+        outputs = []
+        for lambdas, block, use_dense in zip(
+            self.member_lambdas, torch.split(x, counts), dense, strict=True
+        ):
             if use_dense:
                 weight = self.base_layer.weight + self.delta_weight(x.dtype, lambdas)
-                outputs.append(F.linear(x[rows], weight, self.base_layer.bias))
-                continue
-            if projected is None:  # mixed: this block's own base and A x
-                base = self.base_layer(x[rows])
-                own = self.projection.project_in(x[rows], self.d_in, self.vera_dropout)
+                outputs.append(F.linear(block, weight, self.base_layer.bias))
             else:
-                base, own = result[rows], projected[rows]
-            lambda_d, lambda_b = lambdas
-            delta = lambda_b * F.linear(lambda_d * own, vera_b.to(own.dtype))
-            outputs.append((base + delta).to(base.dtype))
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+                outputs.append(self._forward_member_blocks(block, [block.shape[0]], [lambdas]))
+        return torch.cat(outputs)
+
+    def _forward_member_blocks(
+        self,
+        x: torch.Tensor,
+        counts: list[int],
+        member_lambdas: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """The factored path, each block of rows scaled by its own member's λd and λb; the
+        base, `A x` and `B (·)` run once over all rows. torch.split rather than x[a:b]:
+        the backward of K slices would write K full-size gradients, split's is one cat."""
+        member_lambdas = member_lambdas or self.member_lambdas
+        result = self.base_layer(x)
+        projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
+        _, vera_b = self._sliced(projected.dtype)
+        if len(counts) == 1:  # exactly _forward_factored's operations
+            ((lambda_d, lambda_b),) = member_lambdas
+            delta = lambda_b * F.linear(lambda_d * projected, vera_b)
+            return (result + delta).to(result.dtype)
+        scaled = torch.cat(
+            [
+                lambda_d * rows
+                for (lambda_d, _), rows in zip(
+                    member_lambdas, torch.split(projected, counts), strict=True
+                )
+            ]
+        )
+        products = torch.split(F.linear(scaled, vera_b), counts)
+        delta = torch.cat(
+            [lambda_b * rows for (_, lambda_b), rows in zip(member_lambdas, products, strict=True)]
+        )
+        return (result + delta).to(result.dtype)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.merged or not self.adapter_enabled:
             return self.base_layer(x, *args, **kwargs)
-        counts = self.projection.row_counts
-        if counts is not None and self.member_lambdas is not None:
-            return self._forward_members(x, counts)
+        if self.member_lambdas is not None:  # training a pack
+            counts = self.projection.row_counts
+            if counts is not None:
+                return self._forward_members(x, counts)
+            # Gathered per row: a few kernels whatever the member count (GPU), the
+            # gradients reduced in another order than train()'s (equal within rounding).
+            stacked = (
+                torch.stack([lambda_d for lambda_d, _ in self.member_lambdas]),
+                torch.stack([lambda_b for _, lambda_b in self.member_lambdas]),
+            )
+            return self._forward_bank(x, self.projection.row_slots, stacked)
         slots = self.projection.row_slots
         if slots is not None:
             return self._forward_bank(x, slots)

@@ -145,10 +145,9 @@ class _PackedHead(nn.Module):
         self.parts: list[tuple[nn.Module, int]] = []  # (head, rows); not registered
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outputs, start = [], 0
-        for head, rows in self.parts:
-            outputs.append(head(x[start : start + rows]))
-            start += rows
+        # torch.split: one concatenation in the backward, not K full-size gradients.
+        blocks = torch.split(x, [rows for _, rows in self.parts])
+        outputs = [head(block) for (head, _), block in zip(self.parts, blocks, strict=True)]
         width = max(output.shape[-1] for output in outputs)
         return torch.cat([F.pad(o, (0, width - o.shape[-1])) for o in outputs])
 
@@ -202,7 +201,15 @@ class PackedTrainer:
         max_tokens_per_step: int | None = None,
         pad_id: int | None = None,
         tokenizer=None,
+        row_path: str = "auto",
     ):
+        """`row_path`: how each row meets its member's vectors. "blocks": one factored (or
+        dense) product per member's block of rows, reduced as train() reduces them (a
+        pack of one is bit-identical to train()); "gather": the members' vectors stacked
+        and picked per row, a few kernels whatever the member count; "auto": gather on
+        CUDA (kernel launches dominate there), blocks elsewhere."""
+        if row_path not in ("auto", "blocks", "gather"):
+            raise ValueError(f"row_path must be auto, blocks or gather, got {row_path!r}")
         if max_tokens_per_step is not None and max_tokens_per_step <= 0:
             raise ValueError(f"max_tokens_per_step must be positive, got {max_tokens_per_step}")
         self.model, self.config, self.tokenizer = model, config, tokenizer
@@ -216,6 +223,10 @@ class PackedTrainer:
         self._was_trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         self._was_training = model.training
         inject_vera(model, config, expected_fingerprint)
+        if row_path == "auto":
+            cuda = model.vera_projection.vera_A.device.type == "cuda"
+            row_path = "gather" if cuda else "blocks"
+        self.row_path = row_path
         self._layers = vera_layers(model)
         for layer in self._layers.values():
             layer.requires_grad_(False)  # the members' leaves train, not the layer's own
@@ -391,24 +402,29 @@ class PackedTrainer:
             layer.member_lambdas = [m.lambdas[path] for m in members]
         for path, packed in self._packed_heads.items():
             packed.parts = [(m.heads[path], count) for m, count in zip(members, rows, strict=True)]
-        self._projection.row_counts = rows
+        if self.row_path == "blocks":
+            self._projection.row_counts = rows
+        else:
+            device = batch["input_ids"].device
+            self._projection.row_slots = torch.repeat_interleave(
+                torch.arange(len(rows), device=device), torch.tensor(rows, device=device)
+            )
         try:
             with _autocast(self.model):
                 logits = self.model(
                     input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 ).logits
         finally:
-            self._projection.row_counts = None
+            self._projection.row_counts = self._projection.row_slots = None
             for layer in self._layers.values():
                 layer.member_lambdas = None
             for packed in self._packed_heads.values():
                 packed.parts = []
-        results, start = [], 0
-        for member, count in zip(members, rows, strict=True):
-            own = slice(start, start + count)
-            start += count
-            results.append(_member_loss(logits[own], batch["labels"][own], member.num_labels))
-        return results
+        own_logits, own_labels = torch.split(logits, rows), torch.split(batch["labels"], rows)
+        return [
+            _member_loss(member_logits, labels, member.num_labels)
+            for member, member_logits, labels in zip(members, own_logits, own_labels, strict=True)
+        ]
 
     def _probe(self, members: list[Member]) -> dict[str, Exception]:
         """Which members fail alone on their own rows of this step."""

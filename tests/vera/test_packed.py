@@ -153,7 +153,8 @@ def lm_rows(seed: int, count: int) -> list[dict]:
     return out
 
 
-def test_causal_lm_members_equal_train_alone() -> None:
+@pytest.mark.parametrize("row_path", ["blocks", "gather"])
+def test_causal_lm_members_equal_train_alone(row_path: str) -> None:
     model = tiny_llama()
     # Data seeds 1/2 instead would give one λd element (layers.1 down_proj) a gradient
     # of ~1.5e-8, Adam's eps, on its first non-zero step: AdamW then turns float32
@@ -168,7 +169,7 @@ def test_causal_lm_members_equal_train_alone() -> None:
         ),
     }
     tokenizer = CharTokenizer()
-    with PackedTrainer(model, LM, tokenizer=tokenizer) as pack:
+    with PackedTrainer(model, LM, tokenizer=tokenizer, row_path=row_path) as pack:
         for key, (_, data, args) in members.items():
             pack.add(key, data, args)
         finished = run_to_end(pack)
