@@ -110,4 +110,3 @@ def pick(
         "learning_rate_auto": {"picked_by": PICKED_BY, "candidates": rows},
     }
     return Choice(key, winner, metrics)
-
