@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from registry.jobs import lease
 from registry.jobs import service as jobs
@@ -142,3 +142,10 @@ def test_a_job_another_worker_is_claiming_is_skipped_not_waited_for(pg_session_f
         assert [c.job_id for c in claims] == ids[1:]
         session.commit()
         other.rollback()
+
+
+def test_a_job_queued_before_packs_trains_alone(five_jobs):
+    session, _, ids = five_jobs
+    session.execute(update(Job).where(Job.id.in_(ids)).values(pack_key=None))
+    claims = lease.claim_pack(session, ids[0], "w", 60, pack_id="p", room=8)
+    assert [c.job_id for c in claims] == [ids[0]]
