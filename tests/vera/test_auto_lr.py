@@ -112,6 +112,8 @@ def test_auto_beats_the_default_rate_on_a_real_corpus(minilm) -> None:
         max_length=32,
         eval_fraction=0.25,
         seed=0,
+        head_learning_rate=float(os.environ.get("AUTO_LR_HEAD", "2e-3")),
+        schedule=os.environ.get("AUTO_LR_SCHEDULE", "linear"),
     )
     candidates = auto_lr.expand("job", args)
     results = {}
