@@ -205,9 +205,13 @@ class PackRunner:
         except Exception:  # a database blip: the pack goes on as it is
             log.warning("pack %s: could not claim more jobs", self.pack_id, exc_info=True)
             return
-        if claims:
-            for job in self._track(claims):
-                self._join(job)
+        try:
+            joined = self._track(claims)
+        except Exception:  # their leases lapse and the sweeper queues them again
+            log.warning("pack %s: could not load the jobs it claimed", self.pack_id, exc_info=True)
+            return
+        for job in joined:
+            self._join(job)
 
     # -- leaving -------------------------------------------------------------------------
 
