@@ -12,6 +12,7 @@ from tests.workers.test_runner import _submit, ctx  # noqa: F401  (ctx: a fixtur
 from workers.training import run_training_job
 
 pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
