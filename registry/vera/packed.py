@@ -301,6 +301,10 @@ class PackedTrainer:
             member.optimizer.load_state_dict(state["optimizer"])
             member.scheduler.load_state_dict(state["scheduler"])
             member.step = int(state["step"])
+            if not 0 <= member.step < member.total_steps:
+                raise ValueError(
+                    f"checkpoint step {member.step} is outside 0..{member.total_steps - 1}"
+                )
             member.tokens = int(state["tokens"])
             member.seconds_before = float(state["train_seconds"])
             member.loss = float(state["loss"])
