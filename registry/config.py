@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(3, description="Claims of one job before it fails for good.")
     heartbeat_interval_s: float = Field(5.0, description="How often a running job heartbeats.")
     heartbeat_stale_s: float = Field(60.0, description="Heartbeat age after which a job is lost.")
+    pack_max_jobs: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Most jobs one worker trains together in one pack; 1: one job at a time.",
+    )
+    pack_max_tokens: int = Field(
+        16384, ge=1, description="Token budget of one packed training step (bounds memory)."
+    )
+    checkpoint_interval_s: float = Field(
+        60.0, gt=0, description="How often a running job writes a checkpoint it can resume from."
+    )
     blob_gc_grace_s: int = Field(24 * 3600, description="Age before an unreferenced blob goes.")
     max_dataset_line_bytes: int = Field(
         1 * MiB, description="Longest line of a dataset, bytes (bounds an upload's memory)."

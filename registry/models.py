@@ -3,7 +3,7 @@
 from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
 from registry.base_models.models import BaseModel, BaseModelFile, ModelFileUpload, Projection
 from registry.db import Base
-from registry.jobs.models import Dataset, Job, JobEvent
+from registry.jobs.models import Dataset, Job, JobEvent, Pack
 from registry.tenants.models import ApiKey, Tenant
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "ModelFileUpload",
+    "Pack",
     "Projection",
     "Tenant",
 ]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.adapters.models import AdapterVersion
 from registry.base_models.models import BaseModelFile, ModelFileUpload
 from registry.db import session_scope, utcnow
-from registry.jobs.models import Dataset
+from registry.jobs.models import Dataset, Job
 from registry.storage import BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ BLOB_REFERENCES = [
     Dataset.blob_sha256,
     BaseModelFile.sha256,
     ModelFileUpload.sha256,  # uploaded, its manifest still to come
+    Job.checkpoint_blob_sha256,  # a running or queued job's latest checkpoint
 ]
 PAGE = 500
 

@@ -24,6 +24,20 @@ router = APIRouter(tags=["health"])
 JOBS_BY_STATE = Gauge(
     "vera_jobs", "Jobs by state, read from the database at scrape time", ["state"]
 )
+# Packs (workers write their counters to the database; read here at scrape time).
+PACK_GAUGES = {
+    "packs": Gauge("vera_packs", "Packs training now (one per busy worker)"),
+    "pack_jobs": Gauge("vera_pack_jobs", "Jobs training in those packs (their summed sizes)"),
+    "rows_per_step": Gauge("vera_pack_rows_per_step", "Mean rows per step of the packs now"),
+    "seconds_per_step": Gauge(
+        "vera_pack_seconds_per_step", "Mean seconds per step of the packs training now"
+    ),
+    "steps_total": Gauge("vera_pack_steps_total", "Packed training steps, all packs ever"),
+    "rows_total": Gauge("vera_pack_rows_total", "Rows trained in packs, all packs ever"),
+    "step_seconds_total": Gauge(
+        "vera_pack_step_seconds_total", "Seconds spent in packed steps, all packs ever"
+    ),
+}
 
 
 @router.get("/healthz")
@@ -62,12 +76,15 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-def _count_jobs(request: Request) -> dict[str, int]:
+def _count_jobs(request: Request) -> tuple[dict[str, int], dict[str, float]]:
     from registry.jobs.models import Job
+    from registry.jobs.packing import pack_metrics
 
+    settings = request.app.state.settings
     with request.app.state.session_factory() as session:
         rows = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
-    return {state: count for state, count in rows}
+        packs = pack_metrics(session, live_s=settings.heartbeat_stale_s)
+    return {state: count for state, count in rows}, packs
 
 
 def _check_metrics_token(request: Request) -> None:
@@ -84,9 +101,11 @@ def _check_metrics_token(request: Request) -> None:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: requests by route and status, latency, jobs by state."""
+    """Prometheus metrics: requests by route and status, latency, jobs by state, packs."""
     _check_metrics_token(request)
-    counts = await run_in_threadpool(_count_jobs, request)
+    counts, packs = await run_in_threadpool(_count_jobs, request)
     for state in ("queued", "running", "succeeded", "failed", "cancelled"):
         JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
+    for name, gauge in PACK_GAUGES.items():
+        gauge.set(packs[name])
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

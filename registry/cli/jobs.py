@@ -24,6 +24,7 @@ from registry.cli.remote import (
 )
 from registry.client.api import RegistryClient
 from registry.jobs.schemas import Hyperparameters
+from registry.vera.auto_lr import AUTO
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 JOB_COLUMNS = [
@@ -48,6 +49,7 @@ JOB_FIELDS = [
     ("queue", "queue"),
     ("hyperparameters", "hyperparameters"),
     ("result_version_id", "result version"),
+    ("pack", "pack"),
     ("error_code", "error"),
     ("error_message", "error message"),
     ("created_at", "created", output.when),
@@ -81,6 +83,20 @@ def _projection(remote: Remote, base_model_id: str, ref: str | None, rank: int |
     raise click.UsageError(f"pass --projection: base model {base_model_id} has {listed}")
 
 
+class _LearningRate(click.ParamType):
+    """A number, or "auto" (candidate rates trained side by side, the best one kept)."""
+
+    name = "RATE|auto"
+
+    def convert(self, value: Any, param, ctx) -> float | str:
+        if value == AUTO or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f'{value!r} is neither a number nor "{AUTO}"', param, ctx)
+
+
 def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
     """The chosen hyperparameters, checked against the server's own ranges."""
     chosen = {k: v for k, v in values.items() if v is not None}
@@ -110,7 +126,12 @@ def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str
 @click.option("--adapter-name", type=ADAPTER_NAME, default="default", show_default=True)
 @click.option("--steps", "max_steps", type=int, help="Training steps (overrides --epochs).")
 @click.option("--epochs", type=int)
-@click.option("--lr", "learning_rate", type=float, help="Learning rate of the λ vectors.")
+@click.option(
+    "--lr",
+    "learning_rate",
+    type=_LearningRate(),
+    help='Learning rate of the λ vectors, or "auto": the best of several candidates.',
+)
 @click.option("--batch-size", type=int)
 @click.option("--max-seq-len", type=int)
 @click.option("--eval-fraction", type=float, help="Share of rows held out for eval.")
@@ -260,8 +281,18 @@ def jobs_list(remote: Remote, user: str | None, state: str | None, limit: int) -
 @click.argument("job_id")
 @remote_command
 def jobs_show(remote: Remote, job_id: str) -> None:
-    """One job, its progress and its error if any."""
-    remote.show(remote.client.get_job(job_id), JOB_FIELDS)
+    """One job, its progress, the pack it trains in and its error if any."""
+    job = remote.client.get_job(job_id)
+    remote.show(job if remote.as_json else job | {"pack": pack_line(job)}, JOB_FIELDS)
+
+
+def pack_line(job: dict) -> str | None:
+    """Which pack the job trains (or trained) in, and with how many other jobs."""
+    if not job.get("pack_id"):
+        return None
+    others = (job.get("pack_size") or 1) - 1
+    company = "alone" if others == 0 else f"with {others} other job{'s' * (others > 1)}"
+    return f"{job['pack_id']} ({company} at its latest step)"
 
 
 @jobs.command("cancel")

@@ -133,15 +133,26 @@ class Tour:
         return done
 
     def train(self) -> None:
-        self.step("Train one adapter per user (one worker process, jobs in turn)")
+        self.step("Train one adapter per user: one worker, the three jobs as one pack")
         jobs = {
             self._submit(u, d, publish=False)["id"]: f"{u:<6} " for u, d in self.datasets.items()
         }
         started = time.monotonic()
-        for job in self._follow(jobs).values():
+        done = self._follow(jobs)
+        for job in done.values():
             self.adapters[job["user_id"]] = job["adapter_id"]
             self.report["users"][job["user_id"]] = {"adapter_id": job["adapter_id"]}
         self.report["train_seconds"] = round(time.monotonic() - started, 1)
+        packs = sorted({job["pack_id"] for job in done.values()})
+        self.report["packs"] = len(packs)
+        if len(packs) == 1:
+            self.out.print(
+                f"  all three trained together in pack {packs[0][:8]}…: each step one forward "
+                "and backward pass over rows of every user, each user's λ vectors, head and "
+                "optimizer apart"
+            )
+        else:  # a worker already busy, or VERA_PACK_MAX_JOBS=1: still correct, just apart
+            self.out.print(f"  the jobs trained in {len(packs)} packs")
 
     def publish(self) -> None:
         self.step("Publish v1 of each adapter to `live`")

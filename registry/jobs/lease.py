@@ -32,8 +32,10 @@ class Claim:
     attempt: int
 
 
-def claim_job(session: Session, job_id: str, worker: str, lease_s: float) -> Claim | None:
-    """Take the job if it is queued (or running on an expired lease); None if not ours."""
+def _take(
+    session: Session, job_id: str, worker: str, lease_s: float, pack_id: str | None
+) -> Claim | None:
+    """The conditional UPDATE that claims a job and raises its fencing token."""
     now = utcnow()
     claimable = or_(
         Job.state == "queued",
@@ -54,6 +56,7 @@ def claim_job(session: Session, job_id: str, worker: str, lease_s: float) -> Cla
             worker=worker,
             heartbeat_at=now,
             lease_expires_at=now + timedelta(seconds=lease_s),
+            pack_id=pack_id,
         )
         .returning(Job.lease_token, Job.attempts, Job.started_at)
         .execution_options(synchronize_session=False)
@@ -63,10 +66,86 @@ def claim_job(session: Session, job_id: str, worker: str, lease_s: float) -> Cla
     token, attempt, started_at = result
     if started_at is None:
         session.execute(update(Job).where(Job.id == job_id).values(started_at=now))
-    append_job_event(
-        session, job_id, "state", {"state": "running", "attempt": attempt, "worker": worker}
-    )
     return Claim(job_id=job_id, token=token, attempt=attempt)
+
+
+def _announce(
+    session: Session, claims: list[Claim], worker: str, pack_id: str | None, pack_size: int
+) -> None:
+    """The 'running' event of each new claim: which worker, which pack, how many jobs in it."""
+    for claim in claims:
+        data = {"state": "running", "attempt": claim.attempt, "worker": worker}
+        if pack_id is not None:
+            data.update(pack_id=pack_id, pack_size=pack_size)
+            session.execute(
+                update(Job)
+                .where(_owned(claim.job_id, claim.token))
+                .values(pack_size=pack_size)
+                .execution_options(synchronize_session=False)
+            )
+        append_job_event(session, claim.job_id, "state", data)
+
+
+def claim_job(session: Session, job_id: str, worker: str, lease_s: float) -> Claim | None:
+    """Take the job if it is queued (or running on an expired lease); None if not ours."""
+    claim = _take(session, job_id, worker, lease_s, None)
+    if claim is not None:
+        _announce(session, [claim], worker, None, 1)
+    return claim
+
+
+def claim_pack(
+    session: Session, job_id: str, worker: str, lease_s: float, *, pack_id: str, room: int
+) -> list[Claim]:
+    """Take the job and up to `room - 1` queued jobs that may train with it (same pack key),
+    each with its own lease and fencing token. Empty when the job itself is not ours."""
+    lead = _take(session, job_id, worker, lease_s, pack_id)
+    if lead is None:
+        return []
+    key = session.scalar(select(Job.pack_key).where(Job.id == job_id))
+    claims = [lead]
+    if key is not None and room > 1:
+        claims += _take_companions(session, key, worker, lease_s, pack_id, room - 1)
+    _announce(session, claims, worker, pack_id, len(claims))
+    return claims
+
+
+def claim_companions(
+    session: Session,
+    key: str,
+    worker: str,
+    lease_s: float,
+    *,
+    pack_id: str,
+    limit: int,
+    pack_size: int,
+) -> list[Claim]:
+    """Up to `limit` more queued jobs with this pack key for a pack of `pack_size` jobs now
+    (continuous batching: they join at the next step)."""
+    claims = _take_companions(session, key, worker, lease_s, pack_id, limit) if limit > 0 else []
+    _announce(session, claims, worker, pack_id, pack_size + len(claims))
+    return claims
+
+
+def _take_companions(
+    session: Session, key: str, worker: str, lease_s: float, pack_id: str, limit: int
+) -> list[Claim]:
+    # PostgreSQL: rows another worker is claiming right now are skipped, not waited for.
+    # SQLite has one writer at a time, so the same conditional UPDATE is enough there.
+    candidates = session.scalars(
+        select(Job.id)
+        .where(
+            Job.pack_key == key,
+            Job.state == "queued",
+            Job.cancel_requested_at.is_(None),
+            Job.attempts < Job.max_attempts,
+        )
+        .order_by(Job.created_at, Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claims = (_take(session, job_id, worker, lease_s, pack_id) for job_id in candidates)
+    return [claim for claim in claims if claim is not None]
 
 
 def _owned(job_id: str, token: int):
@@ -81,13 +160,16 @@ def heartbeat(
     step: int | None = None,
     total_steps: int | None = None,
     progress: float | None = None,
+    pack_size: int | None = None,
 ) -> bool:
-    """Extend the lease and record progress. Returns True when cancellation was requested.
-    Raises LeaseLost when another copy took the job."""
+    """Extend the lease and record progress (and the size of its pack now). Returns True when
+    cancellation was requested. Raises LeaseLost when another copy took the job."""
     now = utcnow()
     values: dict = {"heartbeat_at": now, "lease_expires_at": now + timedelta(seconds=lease_s)}
     if step is not None:
         values.update(step=step, total_steps=total_steps, progress=progress)
+    if pack_size is not None:
+        values.update(pack_size=pack_size)
     result = session.execute(
         update(Job)
         .where(_owned(claim.job_id, claim.token))
@@ -116,6 +198,18 @@ def _lock_owned(session: Session, claim: Claim) -> Job:
     if job is None:
         raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
     return job
+
+
+def save_checkpoint(session: Session, claim: Claim, *, blob_sha256: str, step: int) -> None:
+    """Point the job at its latest checkpoint (stored already); only while holding the lease."""
+    result = session.execute(
+        update(Job)
+        .where(_owned(claim.job_id, claim.token))
+        .values(checkpoint_blob_sha256=blob_sha256, checkpoint_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
 
 
 def finish_success(
@@ -149,11 +243,13 @@ def finish_cancelled(session: Session, claim: Claim) -> None:
     _finish(session, _lock_owned(session, claim), "cancelled")
 
 
-def release(session: Session, claim: Claim, reason: str) -> None:
-    """Give the job back to the queue (an infrastructure error another attempt may not hit)."""
+def release(session: Session, claim: Claim, reason: str, *, resend: bool = False) -> None:
+    """Give the job back to the queue (an infrastructure error another attempt may not hit).
+    The task's own retry re-sends it; `resend`: no task will (a job that joined another
+    job's pack), so the sweeper does."""
     job = _lock_owned(session, claim)
     job.state, job.worker, job.lease_expires_at = "queued", None, None
-    job.sent_at = utcnow()  # the task's own retry re-sends it; the sweeper need not
+    job.sent_at = None if resend else utcnow()
     session.flush()
     append_job_event(session, job.id, "state", {"state": "queued", "reason": reason[:1000]})
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -53,6 +54,8 @@ class Job(Base):
             "error_kind IS NULL OR error_kind IN ('user', 'system')", name="error_kind"
         ),
         UniqueConstraint("tenant_id", "idempotency_key"),
+        # A worker looks for queued jobs it may train in its pack (registry/jobs/packing.py).
+        Index("ix_jobs_pack_key_state_created_at", "pack_key", "state", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -84,6 +87,14 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_sha256: Mapped[str] = mapped_column(String(64))
     result_version_id: Mapped[str | None] = mapped_column(ForeignKey("adapter_versions.id"))
+    # Jobs with equal pack keys may train in one pack; NULL (jobs older than packs): alone.
+    pack_key: Mapped[str | None] = mapped_column(String(64))
+    # The pack it trains (or last trained) in, and how many jobs that pack held at its last step.
+    pack_id: Mapped[str | None] = mapped_column(String(32))
+    pack_size: Mapped[int | None] = mapped_column(Integer)
+    # The latest checkpoint (a blob) and the step it was taken after; cleared once it ends.
+    checkpoint_blob_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    checkpoint_step: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -102,3 +113,21 @@ class JobEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Pack(Base):
+    """One worker's training loop over several jobs; its counters feed /metrics."""
+
+    __tablename__ = "packs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    worker: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer, default=0)  # jobs training now
+    max_size: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    step_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_core import PydanticCustomError
 
 from registry.names import AdapterName, UserId
+from registry.vera.auto_lr import AUTO
 
 Task = Literal["causal-lm", "sequence-classification"]
+LearningRate = Annotated[float, Field(gt=0, le=1.0)]
+_LEARNING_RATE = TypeAdapter(LearningRate)
 
 
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    learning_rate: float = Field(2e-2, gt=0, le=1.0, description="AdamW peak learning rate.")
+    learning_rate: LearningRate | Literal["auto"] = Field(
+        2e-2,
+        description='AdamW peak learning rate of the λ vectors, or "auto": several candidate '
+        "rates train side by side and the one with the lowest held-out loss is kept.",
+    )
     epochs: int = Field(3, ge=1, le=100)
     max_steps: int | None = Field(None, ge=1, le=1_000_000, description="Overrides epochs.")
     batch_size: int = Field(16, ge=1, le=1024)
@@ -29,6 +37,21 @@ class Hyperparameters(BaseModel):
     eval_fraction: float = Field(0.1, ge=0, le=0.5, description="Held-out share of rows.")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     max_runtime_s: int | None = Field(None, ge=10, description="Capped by the server's limit.")
+
+    @field_validator("learning_rate", mode="wrap")
+    @classmethod
+    def _rate_or_auto(cls, value, handler):
+        # One error naming the two accepted forms, instead of one per branch of the union.
+        if value == AUTO:
+            return value
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise PydanticCustomError(
+                    "learning_rate", 'Input should be a number in (0, 1] or "auto"'
+                ) from None
+        return _LEARNING_RATE.validate_python(value)
 
 
 class JobRequest(BaseModel):
@@ -68,6 +91,9 @@ class JobOut(BaseModel):
     error_message: str | None
     cancel_requested_at: datetime | None
     result_version_id: str | None
+    pack_id: str | None = Field(None, description="The pack it trains (or last trained) in.")
+    pack_size: int | None = Field(None, description="Jobs in that pack at its latest step.")
+    checkpoint_step: int | None = Field(None, description="Step of its latest checkpoint.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

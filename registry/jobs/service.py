@@ -16,6 +16,7 @@ from registry.base_models.models import BaseModel, Projection
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
+from registry.jobs.packing import pack_key
 from registry.jobs.schemas import JobRequest
 from registry.vera.capabilities import job_problems
 
@@ -117,6 +118,7 @@ def submit_job(
                 "warm_start needs a live version of this adapter; there is none",
                 details=[{"field": "warm_start", "message": "no live version"}],
             )
+    hyperparameters = request.hyperparameters.model_dump(mode="json")
     job = Job(
         tenant_id=tenant_id,
         user_id=request.user_id,
@@ -124,7 +126,7 @@ def submit_job(
         dataset_id=dataset.id,
         base_model_id=request.base_model_id,
         projection_id=request.projection_id,
-        hyperparameters=request.hyperparameters.model_dump(mode="json"),
+        hyperparameters=hyperparameters,
         warm_start_version_id=warm_start_version_id,
         publish=request.publish,
         queue=request.queue,
@@ -132,6 +134,14 @@ def submit_job(
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
         max_attempts=max_attempts,
+        pack_key=pack_key(
+            base_model_id=request.base_model_id,
+            projection_id=request.projection_id,
+            target_modules=request.target_modules,
+            task=dataset.task,
+            hyperparameters=hyperparameters,
+            queue=request.queue,
+        ),
     )
     try:
         with session.begin_nested():
@@ -207,6 +217,8 @@ def transition_job(session: Session, job: Job, new_state: str, **fields) -> Job:
         job.started_at = now
     if new_state in TERMINAL:
         job.finished_at = now
+        # An ended job never resumes: its checkpoint goes (blob GC reclaims it after grace).
+        job.checkpoint_blob_sha256, job.checkpoint_step = None, None
     for name, value in fields.items():
         setattr(job, name, value)
     session.flush()

@@ -46,3 +46,36 @@ def test_metrics_token_when_set(settings, engine, dispatcher):
     assert anonymous.json()["error"]["code"] == "metrics_token"
     assert "VERA_METRICS_TOKEN" in anonymous.json()["error"]["message"]
     assert right.status_code == 200 and "vera_jobs" in right.text
+
+
+def test_metrics_show_the_packs_workers_record(client, app):
+    from registry.db import session_scope
+    from registry.jobs.packing import record_pack, start_pack
+
+    with session_scope(app.state.session_factory) as session:
+        for pack_id, size in (("a" * 32, 3), ("b" * 32, 5)):
+            start_pack(session, pack_id, "w")
+            counts = dict(size=size, max_size=size, rows=40 * size, tokens=1, step_seconds=2.0)
+            record_pack(session, pack_id, steps=10, **counts)
+        start_pack(session, "c" * 32, "w")  # ended: counted in the totals only
+        record_pack(
+            session,
+            "c" * 32,
+            size=0,
+            max_size=2,
+            steps=10,
+            rows=20,
+            tokens=1,
+            step_seconds=1.0,
+            finished=True,
+        )
+    metrics = client.get("/metrics").text
+    for line in (
+        "vera_packs 2.0",
+        "vera_pack_jobs 8.0",
+        "vera_pack_rows_per_step 16.0",  # 320 rows over 20 steps of the packs training now
+        "vera_pack_seconds_per_step 0.2",
+        "vera_pack_steps_total 30.0",
+        "vera_pack_rows_total 340.0",
+    ):
+        assert line in metrics, line

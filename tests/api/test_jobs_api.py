@@ -102,6 +102,24 @@ def test_submit_rejects_bad_requests_with_field_errors(client, tenant, dispatche
     assert client.get("/v1/jobs", headers=auth).json()["items"] == []
 
 
+def test_learning_rate_auto_is_accepted_and_other_words_are_refused(client, tenant):
+    auth, base, projection, dataset = _setup(client, tenant)
+    auto = helpers.job_body(base, projection, dataset, hyperparameters={"learning_rate": "auto"})
+    response = client.post("/v1/jobs", json=auto, headers=auth)
+    assert response.status_code == 202
+    assert response.json()["hyperparameters"]["learning_rate"] == "auto"
+    for word in ("fast", "AUTO", ""):
+        body = helpers.job_body(base, projection, dataset, hyperparameters={"learning_rate": word})
+        response = client.post("/v1/jobs", json=body, headers=auth)
+        assert response.status_code == 422
+        [detail] = response.json()["error"]["details"]
+        assert detail == {
+            "field": "body.hyperparameters.learning_rate",
+            "message": 'Input should be a number in (0, 1] or "auto"',
+        }
+    assert len(client.get("/v1/jobs", headers=auth).json()["items"]) == 1
+
+
 def test_list_cancel_and_events(client, tenant):
     auth, base, projection, dataset = _setup(client, tenant)
     ids = [

@@ -93,6 +93,8 @@ def test_jobs_submit_errors_say_what_to_fix_and_store_nothing(cli, base, setting
     result = cli("jobs", "submit", "--user", "a", "--dataset", data, "--lr", "5", ok=False)
     assert result.exit_code == 2
     assert "learning_rate: Input should be less than or equal to 1" in result.output
+    result = cli("jobs", "submit", "--user", "a", "--dataset", data, "--lr", "fast", ok=False)
+    assert result.exit_code == 2 and 'neither a number nor "auto"' in result.output
     result = cli(
         "jobs", "submit", "--user", "a", "--dataset", data, "--set", "optimizer=sgd", ok=False
     )
@@ -214,3 +216,20 @@ def test_base_models_list_and_show(cli, base):
     assert shown["projections"][0]["id"] == projection["id"]
     table = cli("base-models", "show", model["id"]).output
     assert "encoder.layer.0.attention.self.query" in table and "projections" in table
+
+
+def test_jobs_show_prints_the_pack_a_job_trains_in(cli, app, base, tmp_path):
+    from registry.db import session_scope
+    from registry.jobs import lease
+
+    data = write_dataset(tmp_path)
+    ids = [
+        cli.json("jobs", "submit", "--user", user, "--dataset", data, "--steps", "5")["id"]
+        for user in ("alice", "bob", "carol")
+    ]
+    assert "pack" in cli("jobs", "show", ids[0]).output  # the line is there, empty while queued
+    with session_scope(app.state.session_factory) as session:
+        lease.claim_pack(session, ids[1], "w", 60, pack_id="p" * 32, room=8)
+    shown = cli("jobs", "show", ids[1]).output
+    assert f"{'p' * 32} (with 2 other jobs at its latest step)" in " ".join(shown.split())
+    assert cli.json("jobs", "show", ids[0])["pack_size"] == 3

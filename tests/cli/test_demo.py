@@ -31,6 +31,7 @@ def test_demo_personalizes_three_users_and_rolls_one_back(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
     measured = json.loads(report.read_text())
 
+    assert measured["packs"] == 1  # the three users trained as one pack
     users = measured["users"]
     assert set(users) == {"alice", "bob", "carol"}
     for user in users.values():

@@ -6,7 +6,7 @@ from registry.config import Settings
 from registry.jobs.datasets import validate_jsonl
 from registry.jobs.models import Dataset
 from registry.storage import open_store
-from workers import training
+from workers import job_io
 
 
 def test_worker_rows_match_the_validated_rows(tmp_path):
@@ -17,8 +17,7 @@ def test_worker_rows_match_the_validated_rows(tmp_path):
     dataset = Dataset(
         task="sequence-classification", labels=stats.labels, blob_sha256=store.put(data).sha256
     )
-    ctx = training.WorkerContext(settings=settings, session_factory=None, store=store)
-    spec = training.JobSpec(None, dataset, None, None, None, None)
-    rows = training._examples(ctx, spec)
+    spec = job_io.JobSpec(None, dataset, None, None, None, None)
+    rows = job_io.examples(store, spec, settings)
     assert rows == [{"text": "a\u2028b", "label": 0}, {"text": "c\u0085d", "label": 1}]
     assert len(rows) == stats.rows

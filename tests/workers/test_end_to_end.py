@@ -98,6 +98,13 @@ def versions_of(stack, job: dict) -> int:
         )
 
 
+# VERA_PACK_MAX_JOBS=1 is one job at a time as before packs; the default packs up to 8.
+ONE_AT_A_TIME_AND_PACKED = pytest.mark.parametrize(
+    "stack_overrides", [{"pack_max_jobs": 1}, {}], indirect=True, ids=["max1", "max8"]
+)
+
+
+@ONE_AT_A_TIME_AND_PACKED
 def test_submit_train_publish_download_load_with_peft(stack, tmp_path):
     stack.workers.start()
     job = submit(stack, max_steps=6)
@@ -112,6 +119,8 @@ def test_submit_train_publish_download_load_with_peft(stack, tmp_path):
     events = stack.client.get(f"/v1/jobs/{job['id']}/events", headers=stack.auth).json()
     states = [e["data"]["state"] for e in events if e["kind"] == "state"]
     assert states == ["queued", "running", "succeeded"]
+    running = next(e["data"] for e in events if e["data"].get("state") == "running")
+    assert running["pack_size"] == 1 and running["pack_id"] == stack.job(job["id"])["pack_id"]
     assert any(e["kind"] == "progress" for e in events)
     peft_zip = stack.client.get(manifest["peft_url"], headers=stack.auth)
     zipfile.ZipFile(io.BytesIO(peft_zip.content)).extractall(tmp_path)
@@ -166,6 +175,7 @@ def test_broker_down_at_submit_then_job_runs_when_it_is_back(stack):
     assert done["state"] == "succeeded" and versions_of(stack, job) == 1
 
 
+@ONE_AT_A_TIME_AND_PACKED
 def test_same_task_delivered_twice_gives_one_version(stack):
     stack.workers.start()
     stack.workers.start()

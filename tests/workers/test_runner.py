@@ -45,7 +45,7 @@ def ctx(pg_session_factory, tmp_path):
     )
 
 
-def _submit(ctx, *, max_steps: int, weights_hash: str | None = None):
+def _submit(ctx, *, max_steps: int, weights_hash: str | None = None, **hyper):
     from registry.base_models import service as base_models
     from registry.jobs.datasets import create_dataset
     from registry.jobs.schemas import JobRequest
@@ -90,7 +90,12 @@ def _submit(ctx, *, max_steps: int, weights_hash: str | None = None):
                 base_model_id=base.id,
                 projection_id=projection.id,
                 target_modules=["query", "value"],
-                hyperparameters={"max_steps": max_steps, "batch_size": 4, "max_seq_len": 16},
+                hyperparameters={
+                    "max_steps": max_steps,
+                    "batch_size": 4,
+                    "max_seq_len": 16,
+                    **hyper,
+                },
             ),
         )
         return tenant.id, job.id
