@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import text
 
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import upgrade
 from registry.models import Base
+from tests.cores import threads_per_worker
 from tests.pgdb import temporary_database
+
+# Child processes (Celery workers, `up`, the demo) inherit this: with two xdist workers,
+# each worker's torch and its children share one core instead of all fighting over two.
+os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker()))
 
 
 @pytest.fixture(scope="session")
