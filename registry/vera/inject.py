@@ -156,20 +156,24 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy PEFT-named vectors (and heads) into an injected model; names and shapes must match."""
-    expected = adapter_state_dict(model)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    copy_adapter_state({key: tensors[_model_name(key)] for key in adapter_state_dict(model)}, state)
+
+
+def copy_adapter_state(targets: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
+    """Copy PEFT-named `state` into `targets` ({PEFT name: tensor}): the same names, shapes."""
+    missing = sorted(set(targets) - set(state))
+    unexpected = sorted(set(state) - set(targets))
     if missing or unexpected:
         raise KeyError(f"adapter keys differ: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    targets = dict(model.named_parameters()) | dict(model.named_buffers())
     with torch.no_grad():
         for key, value in state.items():
-            if tuple(value.shape) != tuple(expected[key].shape):
+            target = targets[key]
+            if tuple(value.shape) != tuple(target.shape):
                 raise ValueError(
                     f"{key}: adapter has shape {tuple(value.shape)}, model expects "
-                    f"{tuple(expected[key].shape)}"
+                    f"{tuple(target.shape)}"
                 )
-            target = targets[_model_name(key)]
             target.copy_(value.to(target.dtype))
 
 

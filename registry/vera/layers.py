@@ -40,6 +40,9 @@ class SharedProjection(nn.Module):
         self.fingerprint = fingerprint
         self.share_input_projection = True
         self.row_slots: torch.Tensor | None = None
+        # Packed training: the batch is K members' consecutive row blocks of these sizes
+        # (per-block path), or None with `row_slots` giving each row's member (gather).
+        self.row_counts: list[int] | None = None
         self._input_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -142,6 +145,8 @@ class VeraLinear(nn.Module):
         self.register_buffer(
             "bank_lambda_b", torch.zeros(0, self.d_out, device=device), persistent=False
         )
+        # Packed training: each member's own trainable (λd, λb), in `row_counts` order.
+        self.member_lambdas: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self.merged = False
         self.adapter_enabled = True
         self.input_sharing = 1  # layers of the same block reading the same input
@@ -164,11 +169,17 @@ class VeraLinear(nn.Module):
             self.projection.vera_B[: self.d_out, :].to(dtype),
         )
 
-    def delta_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """ΔW = (λb∘B)(λd∘A) in float32 (or `dtype`), shaped like the base weight."""
+    def delta_weight(
+        self,
+        dtype: torch.dtype = torch.float32,
+        lambdas: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """ΔW = (λb∘B)(λd∘A) in float32 (or `dtype`), shaped like the base weight; of this
+        layer's own vectors, or of `lambdas` = (λd, λb) (a pack member's)."""
         vera_a, vera_b = self._sliced(dtype)
-        lambda_d = self.vera_lambda_d.to(dtype).unsqueeze(-1)
-        lambda_b = self.vera_lambda_b.to(dtype).unsqueeze(-1)
+        own_d, own_b = lambdas or (self.vera_lambda_d, self.vera_lambda_b)
+        lambda_d = own_d.to(dtype).unsqueeze(-1)
+        lambda_b = own_b.to(dtype).unsqueeze(-1)
         delta = (lambda_b * vera_b) @ (lambda_d * vera_a)
         return delta.T if self.fan_in_fan_out else delta
 
@@ -190,7 +201,11 @@ class VeraLinear(nn.Module):
             weight.copy_((weight.float() - self.delta_weight()).to(weight.dtype))
         self.merged = False
 
-    def _choose_dense(self, x: torch.Tensor) -> bool:
+    def _choose_dense(
+        self, x: torch.Tensor, tokens: int | None = None, train: bool | None = None
+    ) -> bool:
+        """Whether `x (W0 + ΔW)ᵀ` costs fewer FLOPs than the factored path for `tokens`
+        (all of x's by default) rows, trained (λ needing gradients) or not."""
         if self.compute_path != "auto":
             return self.compute_path == "dense"
         base = self.base_layer
@@ -202,8 +217,10 @@ class VeraLinear(nn.Module):
         )
         if not eligible:
             return False
-        tokens = x.numel() // self.d_in
-        train = torch.is_grad_enabled() and self.vera_lambda_d.requires_grad
+        if tokens is None:
+            tokens = x.numel() // self.d_in
+        if train is None:
+            train = torch.is_grad_enabled() and self.vera_lambda_d.requires_grad
         factored = factored_flops(tokens, self.d_in, self.d_out, self.r, self.input_sharing, train)
         return dense_flops(tokens, self.d_in, self.d_out, self.r, train) < factored
 
@@ -221,7 +238,14 @@ class VeraLinear(nn.Module):
         delta = self.vera_lambda_b * F.linear(self.vera_lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
 
-    def _forward_bank(self, x: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def _forward_bank(
+        self,
+        x: torch.Tensor,
+        slots: torch.Tensor,
+        bank: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Row i scaled by the vectors in row `slots[i]` of the bank (λd rows, λb rows):
+        the layer's bank buffers (inference), or `bank` (a pack's stacked members)."""
         if slots.shape[0] != x.shape[0]:
             raise ValueError(
                 f"bank row index has {slots.shape[0]} entries but the batch has {x.shape[0]} rows"
@@ -231,14 +255,69 @@ class VeraLinear(nn.Module):
         _, vera_b = self._sliced(projected.dtype)
         # Per-row vectors broadcast over the sequence axes; A x and B(·) are batch-wide.
         view = (x.shape[0],) + (1,) * (x.dim() - 2)
-        lambda_d = self.bank_lambda_d[slots].view(*view, self.r)
-        lambda_b = self.bank_lambda_b[slots].view(*view, self.d_out)
+        bank_d, bank_b = bank or (self.bank_lambda_d, self.bank_lambda_b)
+        lambda_d = bank_d[slots].view(*view, self.r)
+        lambda_b = bank_b[slots].view(*view, self.d_out)
         delta = lambda_b * F.linear(lambda_d * projected, vera_b)
         return (result + delta).to(result.dtype)
+
+    def _forward_members(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Training a pack: each member's block of rows runs with that member's own λ
+        tensors (autograd routes each block's gradient to its member), on the path
+        `train()` would take for a batch that size (dense or factored, same FLOPs rule).
+
+        Per block rather than a per-row gather: a member's λ gradients are reduced over
+        its own rows exactly as the single-user path reduces them, so a pack of one is
+        bit-identical to `train()`. A x is computed once for all factored rows.
+        """
+        if sum(counts) != x.shape[0]:
+            raise ValueError(f"member row counts {counts} do not add up to {x.shape[0]} rows")
+        per_row = x[:1].numel() // self.d_in
+        train = torch.is_grad_enabled() and any(
+            lambda_d.requires_grad for lambda_d, _ in self.member_lambdas
+        )
+        dense = [self._choose_dense(x, count * per_row, train) for count in counts]
+        if not any(dense):
+            result = self.base_layer(x)
+            projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
+        else:
+            result = projected = None
+        vera_b = self._sliced(x.dtype if projected is None else projected.dtype)[1]
+        # torch.split, not x[a:b]: the backward of K slices would write K full-size
+        # gradients; split's backward is one concatenation.
+        blocks = torch.split(x, counts)
+        if projected is not None:
+            bases, owns = torch.split(result, counts), torch.split(projected, counts)
+        outputs = []
+        for k, (lambdas, use_dense) in enumerate(zip(self.member_lambdas, dense, strict=True)):
+            if use_dense:
+                weight = self.base_layer.weight + self.delta_weight(x.dtype, lambdas)
+                outputs.append(F.linear(blocks[k], weight, self.base_layer.bias))
+                continue
+            if projected is None:  # mixed: this block's own base and A x
+                base = self.base_layer(blocks[k])
+                own = self.projection.project_in(blocks[k], self.d_in, self.vera_dropout)
+            else:
+                base, own = bases[k], owns[k]
+            lambda_d, lambda_b = lambdas
+            delta = lambda_b * F.linear(lambda_d * own, vera_b.to(own.dtype))
+            outputs.append((base + delta).to(base.dtype))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.merged or not self.adapter_enabled:
             return self.base_layer(x, *args, **kwargs)
+        if self.member_lambdas is not None:  # training a pack
+            counts = self.projection.row_counts
+            if counts is not None:
+                return self._forward_members(x, counts)
+            # Gathered per row: a few kernels whatever the member count (GPU), the
+            # gradients reduced in another order than train()'s (equal within rounding).
+            stacked = (
+                torch.stack([lambda_d for lambda_d, _ in self.member_lambdas]),
+                torch.stack([lambda_b for _, lambda_b in self.member_lambdas]),
+            )
+            return self._forward_bank(x, self.projection.row_slots, stacked)
         slots = self.projection.row_slots
         if slots is not None:
             return self._forward_bank(x, slots)

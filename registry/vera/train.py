@@ -86,24 +86,93 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     raise ValueError(f"schedule must be linear, cosine or constant, got {schedule!r}")
 
 
-def _batches(items: list[Encoded], size: int, rng: random.Random | None):
-    order = list(range(len(items)))
-    if rng is not None:
-        rng.shuffle(order)
-    for start in range(0, len(order), size):
-        yield [items[i] for i in order[start : start + size]]
+def _chunks(items: list[Encoded], size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
-def _reset_heads(model: nn.Module, config: VeraConfig, seed: int) -> None:
-    """Seeded head init (transformers' normal(0, initializer_range)), for reproducible runs."""
-    std = getattr(getattr(model, "config", None), "initializer_range", 0.02)
+class BatchOrder:
+    """The training batch order: a `random.Random(seed)` shuffle at the start of every
+    epoch, then consecutive batches of `size` (the last one of an epoch may be short).
+
+    `start_step` replays the shuffles of the steps already taken, so a resumed run
+    continues with exactly the batches an uninterrupted one would see next.
+    """
+
+    def __init__(self, count: int, size: int, seed: int, start_step: int = 0):
+        self.count, self.size = count, size
+        self.per_epoch = math.ceil(count / size)
+        self._rng = random.Random(seed)
+        self._order: list[int] = []
+        for _ in range(start_step // self.per_epoch):
+            self._shuffle()  # epochs already done: only their draws matter
+        self._position = self.per_epoch  # the next batch starts a new epoch
+        if start_step % self.per_epoch:
+            self._shuffle()
+            self._position = start_step % self.per_epoch
+
+    def _shuffle(self) -> None:
+        self._order = list(range(self.count))
+        self._rng.shuffle(self._order)
+        self._position = 0
+
+    def peek(self) -> list[int]:
+        """The indices of the next batch, without consuming it."""
+        if self._position >= self.per_epoch:
+            self._shuffle()
+        start = self._position * self.size
+        return self._order[start : start + self.size]
+
+    def next(self) -> list[int]:
+        batch = self.peek()
+        self._position += 1
+        return batch
+
+
+def total_steps(count: int, args: TrainingArgs) -> int:
+    return args.max_steps or math.ceil(count / args.batch_size) * args.epochs
+
+
+def head_init_std(model: nn.Module) -> float:
+    return getattr(getattr(model, "config", None), "initializer_range", 0.02)
+
+
+def seed_heads(heads: Sequence[nn.Module], std: float, seed: int) -> None:
+    """Seeded head init (transformers' normal(0, initializer_range)), for reproducible runs.
+
+    One generator per run, drawn in head order; only heads that are a single nn.Linear
+    are re-drawn (others keep their loaded weights).
+    """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for head in head_modules(model, config).values():
+        for head in heads:
             if isinstance(head, nn.Linear):
                 head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * std)
                 if head.bias is not None:
                     head.bias.zero_()
+
+
+def _reset_heads(model: nn.Module, config: VeraConfig, seed: int) -> None:
+    seed_heads(list(head_modules(model, config).values()), head_init_std(model), seed)
+
+
+def build_optimizer(
+    vectors: list[torch.Tensor], heads: list[torch.Tensor], args: TrainingArgs
+) -> torch.optim.AdamW:
+    """AdamW with two groups: the λ vectors at `learning_rate`, heads at `head_learning_rate`."""
+    groups = [{"params": vectors, "lr": args.learning_rate}]
+    if heads:
+        groups.append({"params": heads, "lr": args.head_learning_rate})
+    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, total: int, args: TrainingArgs
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(total * args.warmup_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _lr_factor(step, total, warmup, args.schedule)
+    )
 
 
 def _optimizer(model: nn.Module, config: VeraConfig, args: TrainingArgs) -> torch.optim.AdamW:
@@ -111,10 +180,7 @@ def _optimizer(model: nn.Module, config: VeraConfig, args: TrainingArgs) -> torc
         p for layer in vera_layers(model).values() for p in layer.parameters() if p.requires_grad
     ]
     heads = [p for head in head_modules(model, config).values() for p in head.parameters()]
-    groups = [{"params": vectors, "lr": args.learning_rate}]
-    if heads:
-        groups.append({"params": heads, "lr": args.head_learning_rate})
-    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+    return build_optimizer(vectors, heads, args)
 
 
 @torch.no_grad()
@@ -133,22 +199,35 @@ def _autocast(model: nn.Module):
 
 
 def evaluate(
-    model: nn.Module, items: list[Encoded], task: str, pad_id: int, batch_size: int = 64
+    model: nn.Module,
+    items: list[Encoded],
+    task: str,
+    pad_id: int,
+    batch_size: int = 64,
+    forward: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
-    """Mean loss over (non-ignored) targets; accuracy for classification."""
+    """Mean loss over (non-ignored) targets; accuracy for classification.
+
+    `forward(batch) -> (loss, logits)` replaces `model(**batch)` (the packed trainer's
+    per-member forward); the model's own loss otherwise.
+    """
     was_training = model.training
     model.eval()
     loss_sum, weight_sum, correct = 0.0, 0, 0
-    for chunk in _batches(items, batch_size, rng=None):
+    for chunk in _chunks(items, batch_size):
         batch = _device_batch(collate(chunk, task, pad_id), model)
         with torch.no_grad(), _autocast(model):
-            output = model(**batch)
+            if forward is None:
+                output = model(**batch)
+                loss, logits = output.loss, output.logits
+            else:
+                loss, logits = forward(batch)
         if task == TASK_SEQUENCE_CLASSIFICATION:
             weight = len(chunk)
-            correct += int((output.logits.argmax(-1) == batch["labels"]).sum())
+            correct += int((logits.argmax(-1) == batch["labels"]).sum())
         else:
             weight = int((batch["labels"][:, 1:] != -100).sum())
-        loss_sum += float(output.loss) * weight
+        loss_sum += float(loss) * weight
         weight_sum += weight
     model.train(was_training)
     metrics = {"eval_loss": loss_sum / max(1, weight_sum)}
@@ -166,6 +245,43 @@ def _split(items: list[Encoded], fraction: float, seed: int):
     return [items[i] for i in order[held:]], [items[i] for i in order[:held]]
 
 
+def prepare_items(
+    examples: Sequence[dict[str, Any]],
+    eval_examples: Sequence[dict[str, Any]] | None,
+    task: str,
+    tokenizer,
+    args: TrainingArgs,
+    num_labels: int | None = None,
+) -> tuple[list[Encoded], list[Encoded]]:
+    """Encode and check one user's rows: (training items, eval items); UserInputError
+    names what the user must fix. Eval rows come from `eval_examples`, else are held out
+    by `args.eval_fraction`."""
+    items = encode(examples, task, tokenizer, args.max_length)
+    eval_items = (
+        encode(eval_examples, task, tokenizer, args.max_length)
+        if eval_examples is not None
+        else None
+    )
+    if task == TASK_SEQUENCE_CLASSIFICATION and num_labels and num_labels > 1:
+        for name, rows in (("rows", items), ("eval rows", eval_items or [])):
+            bad = [i for i, item in enumerate(rows) if not 0 <= int(item.labels) < num_labels]
+            if bad:
+                raise UserInputError(
+                    f"{name} {bad[:5]} (counted from 0) have labels outside 0..{num_labels - 1}",
+                    code="label_out_of_range",
+                )
+    if eval_items is None:
+        items, eval_items = _split(items, args.eval_fraction, args.seed)
+    if not items:
+        raise UserInputError(
+            f"no rows left to train on: the dataset has {len(examples)} and eval_fraction="
+            f"{args.eval_fraction} holds {len(eval_items)} out; upload more rows or lower "
+            "hyperparameters.eval_fraction",
+            code="too_few_rows",
+        )
+    return items, eval_items
+
+
 @dataclass
 class _Run:
     model: nn.Module
@@ -179,38 +295,32 @@ class _Run:
 
 def _loop(run: _Run) -> dict[str, Any]:
     args, model = run.args, run.model
-    steps_per_epoch = math.ceil(len(run.items) / args.batch_size)
-    total = args.max_steps or steps_per_epoch * args.epochs
-    warmup = int(total * args.warmup_ratio)
+    total = total_steps(len(run.items), args)
     optimizer = _optimizer(model, run.config, args)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, total, warmup, args.schedule)
-    )
+    scheduler = build_scheduler(optimizer, total, args)
     trainable = [p for group in optimizer.param_groups for p in group["params"]]
-    rng = random.Random(args.seed)
+    order = BatchOrder(len(run.items), args.batch_size, args.seed)
     step, tokens, loss_value, started = 0, 0, float("nan"), time.perf_counter()
     model.train()
     while step < total:
-        for chunk in _batches(run.items, args.batch_size, rng):
-            if step >= total:
-                break
-            if run.should_cancel is not None and run.should_cancel():
-                raise TrainingCancelled(step)
-            batch = _device_batch(collate(chunk, run.config.task, run.pad_id), model)
-            with _autocast(model):
-                loss = model(**batch).loss
-            loss.backward()
-            if args.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(trainable, args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            tokens += int(batch["attention_mask"].sum())
-            loss_value = float(loss.detach())
-            speed = tokens / max(1e-9, time.perf_counter() - started)
-            if run.progress is not None:
-                run.progress(Progress(step, total, loss_value, speed))
+        if run.should_cancel is not None and run.should_cancel():
+            raise TrainingCancelled(step)
+        chunk = [run.items[i] for i in order.next()]
+        batch = _device_batch(collate(chunk, run.config.task, run.pad_id), model)
+        with _autocast(model):
+            loss = model(**batch).loss
+        loss.backward()
+        if args.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(trainable, args.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += int(batch["attention_mask"].sum())
+        loss_value = float(loss.detach())
+        speed = tokens / max(1e-9, time.perf_counter() - started)
+        if run.progress is not None:
+            run.progress(Progress(step, total, loss_value, speed))
     elapsed = time.perf_counter() - started
     return {
         "steps": step,
@@ -241,21 +351,10 @@ def train(
     """
     args = args or TrainingArgs()
     torch.manual_seed(args.seed)  # dropout masks; shuffling uses its own seeded RNG
-    items = encode(examples, config.task, tokenizer, args.max_length)
-    eval_items = (
-        encode(eval_examples, config.task, tokenizer, args.max_length)
-        if eval_examples is not None
-        else None
+    num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    items, eval_items = prepare_items(
+        examples, eval_examples, config.task, tokenizer, args, num_labels
     )
-    if eval_items is None:
-        items, eval_items = _split(items, args.eval_fraction, args.seed)
-    if not items:
-        raise UserInputError(
-            f"no rows left to train on: the dataset has {len(examples)} and eval_fraction="
-            f"{args.eval_fraction} holds {len(eval_items)} out; upload more rows or lower "
-            "hyperparameters.eval_fraction",
-            code="too_few_rows",
-        )
     pad_id = pad_token_id(tokenizer, getattr(model, "config", None))
     saved_heads = {
         path: {k: v.detach().clone() for k, v in head.state_dict().items()}
