@@ -278,31 +278,49 @@ class VeraLinear(nn.Module):
         )
         dense = [self._choose_dense(x, count * per_row, train) for count in counts]
         if not any(dense):
-            result = self.base_layer(x)
-            projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
-        else:
-            result = projected = None
-        vera_b = self._sliced(x.dtype if projected is None else projected.dtype)[1]
-        # torch.split, not x[a:b]: the backward of K slices would write K full-size
-        # gradients; split's backward is one concatenation.
-        blocks = torch.split(x, counts)
-        if projected is not None:
-            bases, owns = torch.split(result, counts), torch.split(projected, counts)
+            return self._forward_member_blocks(x, counts)
+        # Mixed (some member's batch is large enough for the dense path): block by block.
         outputs = []
-        for k, (lambdas, use_dense) in enumerate(zip(self.member_lambdas, dense, strict=True)):
+        for lambdas, block, use_dense in zip(
+            self.member_lambdas, torch.split(x, counts), dense, strict=True
+        ):
             if use_dense:
                 weight = self.base_layer.weight + self.delta_weight(x.dtype, lambdas)
-                outputs.append(F.linear(blocks[k], weight, self.base_layer.bias))
-                continue
-            if projected is None:  # mixed: this block's own base and A x
-                base = self.base_layer(blocks[k])
-                own = self.projection.project_in(blocks[k], self.d_in, self.vera_dropout)
+                outputs.append(F.linear(block, weight, self.base_layer.bias))
             else:
-                base, own = bases[k], owns[k]
-            lambda_d, lambda_b = lambdas
-            delta = lambda_b * F.linear(lambda_d * own, vera_b.to(own.dtype))
-            outputs.append((base + delta).to(base.dtype))
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+                outputs.append(self._forward_member_blocks(block, [block.shape[0]], [lambdas]))
+        return torch.cat(outputs)
+
+    def _forward_member_blocks(
+        self,
+        x: torch.Tensor,
+        counts: list[int],
+        member_lambdas: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
+        """The factored path, each block of rows scaled by its own member's λd and λb; the
+        base, `A x` and `B (·)` run once over all rows. torch.split rather than x[a:b]:
+        the backward of K slices would write K full-size gradients, split's is one cat."""
+        member_lambdas = member_lambdas or self.member_lambdas
+        result = self.base_layer(x)
+        projected = self.projection.project_in(x, self.d_in, self.vera_dropout)
+        _, vera_b = self._sliced(projected.dtype)
+        if len(counts) == 1:  # exactly _forward_factored's operations
+            ((lambda_d, lambda_b),) = member_lambdas
+            delta = lambda_b * F.linear(lambda_d * projected, vera_b)
+            return (result + delta).to(result.dtype)
+        scaled = torch.cat(
+            [
+                lambda_d * rows
+                for (lambda_d, _), rows in zip(
+                    member_lambdas, torch.split(projected, counts), strict=True
+                )
+            ]
+        )
+        products = torch.split(F.linear(scaled, vera_b), counts)
+        delta = torch.cat(
+            [lambda_b * rows for (_, lambda_b), rows in zip(member_lambdas, products, strict=True)]
+        )
+        return (result + delta).to(result.dtype)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         if self.merged or not self.adapter_enabled:

@@ -203,11 +203,12 @@ class PackedTrainer:
         tokenizer=None,
         row_path: str = "auto",
     ):
-        """`row_path`: how each row meets its member's vectors. "blocks": one factored (or
-        dense) product per member's block of rows, reduced as train() reduces them (a
-        pack of one is bit-identical to train()); "gather": the members' vectors stacked
-        and picked per row, a few kernels whatever the member count; "auto": gather on
-        CUDA (kernel launches dominate there), blocks elsewhere."""
+        """`row_path`: how each row meets its member's vectors. "blocks": each member's
+        block of rows scaled by its own λ on the path train() would take for it (dense
+        or factored), its gradients reduced as train() reduces them, so a step of one
+        member is bit-identical to train()'s; "gather": the members' vectors stacked and
+        picked per row, a few kernels whatever the member count (blocks costs a few per
+        member and layer); "auto": blocks for a step of one member, gather otherwise."""
         if row_path not in ("auto", "blocks", "gather"):
             raise ValueError(f"row_path must be auto, blocks or gather, got {row_path!r}")
         if max_tokens_per_step is not None and max_tokens_per_step <= 0:
@@ -223,9 +224,6 @@ class PackedTrainer:
         self._was_trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         self._was_training = model.training
         inject_vera(model, config, expected_fingerprint)
-        if row_path == "auto":
-            cuda = model.vera_projection.vera_A.device.type == "cuda"
-            row_path = "gather" if cuda else "blocks"
         self.row_path = row_path
         self._layers = vera_layers(model)
         for layer in self._layers.values():
@@ -301,6 +299,10 @@ class PackedTrainer:
             member.optimizer.load_state_dict(state["optimizer"])
             member.scheduler.load_state_dict(state["scheduler"])
             member.step = int(state["step"])
+            if not 0 <= member.step < member.total_steps:
+                raise ValueError(
+                    f"checkpoint step {member.step} is outside 0..{member.total_steps - 1}"
+                )
             member.tokens = int(state["tokens"])
             member.seconds_before = float(state["train_seconds"])
             member.loss = float(state["loss"])
@@ -402,7 +404,8 @@ class PackedTrainer:
             layer.member_lambdas = [m.lambdas[path] for m in members]
         for path, packed in self._packed_heads.items():
             packed.parts = [(m.heads[path], count) for m, count in zip(members, rows, strict=True)]
-        if self.row_path == "blocks":
+        blocks = self.row_path == "blocks" or (self.row_path == "auto" and len(rows) == 1)
+        if blocks:
             self._projection.row_counts = rows
         else:
             device = batch["input_ids"].device
