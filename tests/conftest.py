@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import text
 
 from registry.db import make_engine, make_sessionmaker
 from registry.migrate import upgrade
 from registry.models import Base
+from tests.cores import threads_per_worker
 from tests.pgdb import temporary_database
+
+
+def pytest_configure(config):
+    """Child processes (Celery workers, `up`, the demo) inherit OMP_NUM_THREADS: with two
+    xdist workers each worker's torch and its children share one core instead of fighting
+    over two (oversubscribed OpenMP threads spin: the MiniLM tests ran 3× slower). Not in
+    xdist's controller: it runs no tests, and its workers inherit its environment."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker()))
 
 
 @pytest.fixture(scope="session")

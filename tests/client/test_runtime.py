@@ -13,9 +13,10 @@ import pytest
 
 from registry.db import session_scope
 from registry.vera.config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
+from tests.cores import threads_per_worker
 
 torch = pytest.importorskip("torch")
-torch.set_num_threads(2)
+torch.set_num_threads(threads_per_worker())
 
 SEED, R, TARGETS = 7, 16, ["query", "value"]
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.cores import threads_per_worker
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 torch = pytest.importorskip("torch")
-torch.set_num_threads(2)
+torch.set_num_threads(threads_per_worker())
 
 
 @pytest.fixture(scope="session")
