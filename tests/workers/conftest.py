@@ -149,8 +149,28 @@ def stack_overrides(request):
     return getattr(request, "param", {})
 
 
+# Modules about packs themselves choose their own VERA_PACK_MAX_JOBS.
+PACK_MODULES = {"test_packs", "test_pack_runner"}
+
+
+def pytest_generate_tests(metafunc):
+    """Every other end-to-end test runs twice: one job at a time (VERA_PACK_MAX_JOBS=1, the
+    worker before packs) and packed (the default), so neither path can regress unseen."""
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "pack_max_jobs" in metafunc.fixturenames and module not in PACK_MODULES:
+        default = Settings.model_fields["pack_max_jobs"].default
+        metafunc.parametrize(
+            "pack_max_jobs", [1, default], indirect=True, ids=["max1", f"max{default}"]
+        )
+
+
 @pytest.fixture
-def stack(pg_url, pg_session_factory, redis_server, tmp_path, stack_overrides):
+def pack_max_jobs(request):
+    return getattr(request, "param", Settings.model_fields["pack_max_jobs"].default)
+
+
+@pytest.fixture
+def stack(pg_url, pg_session_factory, redis_server, tmp_path, stack_overrides, pack_max_jobs):
     stack_overrides = dict(stack_overrides)
     if stack_overrides.pop("embedded", False):  # no servers: SQLite and a SQLite broker
         stack_overrides.update(
@@ -166,6 +186,7 @@ def stack(pg_url, pg_session_factory, redis_server, tmp_path, stack_overrides):
         heartbeat_interval_s=0.3,
         heartbeat_stale_s=3.0,
         job_max_attempts=3,
+        pack_max_jobs=pack_max_jobs,
     )
     settings = Settings(_env_file=None, **{**values, **stack_overrides})
     env = worker_env(settings)

@@ -98,13 +98,6 @@ def versions_of(stack, job: dict) -> int:
         )
 
 
-# VERA_PACK_MAX_JOBS=1 is one job at a time as before packs; the default packs up to 8.
-ONE_AT_A_TIME_AND_PACKED = pytest.mark.parametrize(
-    "stack_overrides", [{"pack_max_jobs": 1}, {}], indirect=True, ids=["max1", "max8"]
-)
-
-
-@ONE_AT_A_TIME_AND_PACKED
 def test_submit_train_publish_download_load_with_peft(stack, tmp_path):
     stack.workers.start()
     job = submit(stack, max_steps=6)
@@ -175,7 +168,6 @@ def test_broker_down_at_submit_then_job_runs_when_it_is_back(stack):
     assert done["state"] == "succeeded" and versions_of(stack, job) == 1
 
 
-@ONE_AT_A_TIME_AND_PACKED
 def test_same_task_delivered_twice_gives_one_version(stack):
     stack.workers.start()
     stack.workers.start()
