@@ -127,3 +127,25 @@ def test_a_job_handed_back_at_shutdown_resumes_from_its_checkpoint(stack, stack_
     assert resumed.keys() == uninterrupted.keys()
     for name, tensor in uninterrupted.items():
         torch.testing.assert_close(resumed[name], tensor, atol=1e-5, rtol=0, msg=name)
+
+
+def test_sigterm_hands_back_every_job_of_a_pack_and_each_resumes(stack):
+    base = register_minilm(stack.client, stack.auth)
+    ids = [submit(stack, max_steps=60, batch_size=2, user_id=u, base=base)["id"] for u in "abc"]
+    first = stack.workers.start()
+    running = wait_all(stack, ids, lambda j: j["state"] == "running" and j["step"] >= 2)
+    assert len({j["pack_id"] for j in running}) == 1
+    stack.workers.kill(first, signal.SIGTERM)  # warm shutdown of a pack of three
+    handed = [stack.job(job_id) for job_id in ids]
+    assert [j["state"] for j in handed] == ["queued"] * 3
+    assert all(2 <= j["checkpoint_step"] < 60 and j["attempts"] == 0 for j in handed)
+    stack.workers.start("next")
+    assert sorted(resend(stack).resent) == sorted(ids)
+    done = wait_all(stack, ids, lambda j: j["state"] in TERMINAL)
+    # A hand-back is no attempt: each job ran once more, resumed where it stopped, one version.
+    assert [(j["state"], j["attempts"]) for j in done] == [("succeeded", 1)] * 3
+    for job, before in zip(done, handed, strict=True):
+        log = events(stack, job["id"])
+        resumed = [e["data"]["resumed_from_step"] for e in log if "resumed_from_step" in e["data"]]
+        assert resumed == [before["checkpoint_step"]]
+        assert [n for n, _ in versions(stack, job["adapter_id"])] == [1]
