@@ -7,6 +7,8 @@ import secrets
 
 from registry.adapters import service as adapters
 from registry.base_models import service as base_models
+from registry.db import new_id
+from registry.jobs import lease
 from registry.jobs.models import Dataset
 from registry.tenants import service as tenants
 
@@ -97,3 +99,10 @@ def dataset(session, tenant_id: str, user_id: str = "user-1", task="sequence-cla
     session.add(row)
     session.flush()
     return row
+
+
+def claim_alone(session, job_id: str, worker: str, lease_s: float = 60):
+    """The job in a pack of its own (VERA_PACK_MAX_JOBS=1), as a worker claims it; None
+    when it is not claimable."""
+    claims = lease.claim_pack(session, job_id, worker, lease_s, pack_id=new_id(), room=1)
+    return claims[0] if claims else None

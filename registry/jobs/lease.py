@@ -32,9 +32,7 @@ class Claim:
     attempt: int
 
 
-def _take(
-    session: Session, job_id: str, worker: str, lease_s: float, pack_id: str | None
-) -> Claim | None:
+def _take(session: Session, job_id: str, worker: str, lease_s: float, pack_id: str) -> Claim | None:
     """The conditional UPDATE that claims a job and raises its fencing token."""
     now = utcnow()
     claimable = or_(
@@ -70,28 +68,24 @@ def _take(
 
 
 def _announce(
-    session: Session, claims: list[Claim], worker: str, pack_id: str | None, pack_size: int
+    session: Session, claims: list[Claim], worker: str, pack_id: str, pack_size: int
 ) -> None:
     """The 'running' event of each new claim: which worker, which pack, how many jobs in it."""
     for claim in claims:
-        data = {"state": "running", "attempt": claim.attempt, "worker": worker}
-        if pack_id is not None:
-            data.update(pack_id=pack_id, pack_size=pack_size)
-            session.execute(
-                update(Job)
-                .where(_owned(claim.job_id, claim.token))
-                .values(pack_size=pack_size)
-                .execution_options(synchronize_session=False)
-            )
+        session.execute(
+            update(Job)
+            .where(_owned(claim.job_id, claim.token))
+            .values(pack_size=pack_size)
+            .execution_options(synchronize_session=False)
+        )
+        data = {
+            "state": "running",
+            "attempt": claim.attempt,
+            "worker": worker,
+            "pack_id": pack_id,
+            "pack_size": pack_size,
+        }
         append_job_event(session, claim.job_id, "state", data)
-
-
-def claim_job(session: Session, job_id: str, worker: str, lease_s: float) -> Claim | None:
-    """Take the job if it is queued (or running on an expired lease); None if not ours."""
-    claim = _take(session, job_id, worker, lease_s, None)
-    if claim is not None:
-        _announce(session, [claim], worker, None, 1)
-    return claim
 
 
 def claim_pack(

@@ -42,12 +42,12 @@ def _expire(session, job_id):
 
 def test_claim_once_then_fenced_out_after_takeover(queued):
     session, tenant, job = queued
-    first = lease.claim_job(session, job.id, "w1", 60)
+    first = factories.claim_alone(session, job.id, "w1")
     assert first.token == 1 and first.attempt == 1
-    assert lease.claim_job(session, job.id, "w2", 60) is None  # lease is live
+    assert factories.claim_alone(session, job.id, "w2") is None  # lease is live
     assert lease.heartbeat(session, first, 60, step=1, total_steps=10, progress=0.1) is False
     _expire(session, job.id)
-    second = lease.claim_job(session, job.id, "w2", 60)
+    second = factories.claim_alone(session, job.id, "w2")
     assert second.token == 2 and second.attempt == 2
     with pytest.raises(lease.LeaseLost):
         lease.heartbeat(session, first, 60)
@@ -62,12 +62,12 @@ def test_claim_once_then_fenced_out_after_takeover(queued):
     assert job.state == "succeeded" and job.result_version_id == version.id
     live = adapters.resolve(session, tenant.id, job.user_id)
     assert live["version"] == 1
-    assert lease.claim_job(session, job.id, "w3", 60) is None  # finished: a no-op
+    assert factories.claim_alone(session, job.id, "w3") is None  # finished: a no-op
 
 
 def test_cancel_flag_reaches_the_heartbeat_and_out_of_attempts_fails(queued):
     session, tenant, job = queued
-    claim = lease.claim_job(session, job.id, "w1", 60)
+    claim = factories.claim_alone(session, job.id, "w1")
     jobs.request_cancel(session, tenant.id, job.id)
     assert lease.heartbeat(session, claim, 60) is True
     lease.finish_cancelled(session, claim)
@@ -78,10 +78,10 @@ def test_cancel_flag_reaches_the_heartbeat_and_out_of_attempts_fails(queued):
 def test_poison_job_stops_after_max_attempts(queued):
     session, _, job = queued
     for attempt in (1, 2):
-        claim = lease.claim_job(session, job.id, "w", 60)
+        claim = factories.claim_alone(session, job.id, "w")
         assert claim.attempt == attempt
         _expire(session, job.id)
-    assert lease.claim_job(session, job.id, "w", 60) is None
+    assert factories.claim_alone(session, job.id, "w") is None
     assert lease.fail_unclaimable(session, job.id) == "failed"
     session.refresh(job)
     assert (job.state, job.error_kind, job.error_code) == ("failed", "system", "too_many_attempts")
@@ -89,20 +89,20 @@ def test_poison_job_stops_after_max_attempts(queued):
 
 def test_hand_back_at_shutdown_queues_again_without_burning_an_attempt(queued):
     session, _, job = queued
-    claim = lease.claim_job(session, job.id, "w", 60)
+    claim = factories.claim_alone(session, job.id, "w")
     assert claim.attempt == 1
     lease.hand_back(session, claim, "worker shut down at step 7")
     session.refresh(job)
     assert (job.state, job.attempts, job.sent_at, job.worker) == ("queued", 0, None, None)
     with pytest.raises(lease.LeaseLost):  # the old claim can no longer write
         lease.record_event(session, claim, "progress", {"step": 8})
-    assert lease.claim_job(session, job.id, "w2", 60).attempt == 1
+    assert factories.claim_alone(session, job.id, "w2").attempt == 1
 
 
 def test_release_puts_the_job_back(queued):
     session, _, job = queued
-    claim = lease.claim_job(session, job.id, "w", 60)
+    claim = factories.claim_alone(session, job.id, "w")
     lease.release(session, claim, "storage down")
     session.refresh(job)
     assert job.state == "queued" and job.sent_at is not None
-    assert lease.claim_job(session, job.id, "w", 60).token == 2
+    assert factories.claim_alone(session, job.id, "w").token == 2

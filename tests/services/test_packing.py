@@ -103,7 +103,7 @@ def test_claim_pack_takes_compatible_queued_jobs_each_with_its_own_token(five_jo
 
 def test_checkpoint_writes_are_fenced_and_an_ended_job_forgets_its_checkpoint(five_jobs):
     session, _, ids = five_jobs
-    claim = lease.claim_job(session, ids[0], "w", 60)
+    claim = factories.claim_alone(session, ids[0], "w")
     lease.save_checkpoint(session, claim, blob_sha256="c" * 64, step=5)
     lease.hand_back(session, claim, "shutdown")
     job = session.get(Job, ids[0])
@@ -111,7 +111,7 @@ def test_checkpoint_writes_are_fenced_and_an_ended_job_forgets_its_checkpoint(fi
     assert (job.state, job.checkpoint_blob_sha256, job.checkpoint_step) == ("queued", "c" * 64, 5)
     with pytest.raises(lease.LeaseLost):  # the old claim can no longer point it elsewhere
         lease.save_checkpoint(session, claim, blob_sha256="d" * 64, step=6)
-    again = lease.claim_job(session, ids[0], "w2", 60)
+    again = factories.claim_alone(session, ids[0], "w2")
     lease.finish_success(session, again, blob_sha256="e" * 64, size_bytes=1, metrics={})
     session.refresh(job)
     assert (job.checkpoint_blob_sha256, job.checkpoint_step) == (None, None)
