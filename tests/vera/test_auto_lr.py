@@ -69,14 +69,6 @@ def test_pick_without_a_finished_candidate_says_why() -> None:
         auto_lr.pick(members, {keys[0]: _result(math.inf)})
 
 
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
-    return model, AutoTokenizer.from_pretrained(minilm_path)
-
-
 def _test_accuracy(model, config, vectors, items, pad_id) -> float:
     from registry.vera.inject import inject_vera, load_adapter_state_dict, remove_vera
     from registry.vera.train import evaluate

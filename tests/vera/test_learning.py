@@ -39,14 +39,6 @@ def sentences(count: int, seed: int) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def minilm(minilm_path):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    model = AutoModelForSequenceClassification.from_pretrained(minilm_path, num_labels=2)
-    return model, AutoTokenizer.from_pretrained(minilm_path)
-
-
 def accuracy_before_training(model, tokenizer, config, rows, seed) -> float:
     inject_vera(model, config)
     _reset_heads(model, config, seed)  # the same head init train() starts from
