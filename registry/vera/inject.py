@@ -7,7 +7,6 @@ before); the adapted linear layers are replaced in place by `VeraLinear` and one
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 
 import torch
@@ -140,24 +139,39 @@ def set_adapter_enabled(model: nn.Module, enabled: bool) -> None:
         layer.adapter_enabled = enabled
 
 
-def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trained tensors under PEFT's names, detached float32 copies on the CPU."""
+def adapter_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """{PEFT name: live tensor} of an injected model: each layer's λ vectors and the heads'
+    parameters and buffers (PEFT saves a modules_to_save copy under the module's own path)."""
     config: VeraConfig = model.vera_config
-    state = {}
+    named = {}
     for path, layer in vera_layers(model).items():
         for name in ("vera_lambda_b", "vera_lambda_d"):
-            state[f"{PEFT_PREFIX}{path}.{name}"] = getattr(layer, name).detach().float().cpu()
+            named[f"{PEFT_PREFIX}{path}.{name}"] = getattr(layer, name)
     for path, head in head_modules(model, config).items():
-        for name, tensor in head.state_dict().items():
-            # PEFT saves a modules_to_save copy under the module's own path.
-            state[f"{PEFT_PREFIX}{path}.{name}"] = tensor.detach().cpu().clone()
+        for name, tensor in head.state_dict(keep_vars=True).items():
+            named[f"{PEFT_PREFIX}{path}.{name}"] = tensor
+    return named
+
+
+def detached_copies(named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies of PEFT-named tensors, the λ vectors in float32 (what gets saved)."""
+    state = {}
+    for key, tensor in named.items():
+        tensor = tensor.detach()
+        if key.endswith(("vera_lambda_b", "vera_lambda_d")):
+            tensor = tensor.float()
+        state[key] = tensor.cpu().clone()
     return state
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trained tensors under PEFT's names, detached copies on the CPU (λ in float32)."""
+    return detached_copies(adapter_tensors(model))
 
 
 def load_adapter_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy PEFT-named vectors (and heads) into an injected model; names and shapes must match."""
-    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    copy_adapter_state({key: tensors[_model_name(key)] for key in adapter_state_dict(model)}, state)
+    copy_adapter_state(adapter_tensors(model), state)
 
 
 def copy_adapter_state(targets: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> None:
@@ -175,7 +189,3 @@ def copy_adapter_state(targets: dict[str, torch.Tensor], state: dict[str, torch.
                     f"{tuple(target.shape)}"
                 )
             target.copy_(value.to(target.dtype))
-
-
-def _model_name(peft_key: str) -> str:
-    return re.sub(rf"^{re.escape(PEFT_PREFIX)}", "", peft_key)

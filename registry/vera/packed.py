@@ -41,6 +41,7 @@ from .inject import (
     PEFT_PREFIX,
     _replace,
     copy_adapter_state,
+    detached_copies,
     head_modules,
     inject_vera,
     remove_vera,
@@ -112,16 +113,7 @@ class Member:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """What `adapter_state_dict` gives for this member alone (detached CPU copies)."""
-        state = {}
-        for key, tensor in self.tensors().items():
-            tensor = tensor.detach()
-            state[key] = (
-                tensor.float().cpu()
-                if key.endswith("_lambda_b") or key.endswith("_lambda_d")
-                else tensor.cpu()
-            )
-            state[key] = state[key].clone()
-        return state
+        return detached_copies(self.tensors())
 
 
 @dataclass
