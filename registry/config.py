@@ -123,6 +123,38 @@ class Settings(BaseSettings):
         False, description="Hand out presigned S3 PUT URLs for base-model files."
     )
 
+    # Quotas: the operator's defaults for every tenant (unset: no limit); a tenant's own
+    # values (`vera-registry tenants quotas`, PATCH /v1/operator/tenants/{name}/quotas) win.
+    max_active_jobs: int | None = Field(
+        1000, ge=1, description="Default per-tenant limit on queued + running jobs; unset: none."
+    )
+    max_stored_bytes: int | None = Field(
+        None, ge=0, description="Default per-tenant limit on stored dataset and version bytes."
+    )
+    max_users: int | None = Field(
+        None, ge=1, description="Default per-tenant limit on distinct users; unset: none."
+    )
+    max_requests_per_s: float | None = Field(
+        None, gt=0, description="Default per-API-key request rate limit; unset: none."
+    )
+    # Retention defaults (a tenant's admins may set their own: PATCH /v1/retention).
+    keep_versions: int = Field(
+        10, ge=1, description="Versions of each adapter retention keeps (the newest N)."
+    )
+    keep_alias_days: int = Field(
+        30,
+        ge=0,
+        description="Retention also keeps every version an alias pointed at this recently.",
+    )
+    keep_dataset_days: int = Field(
+        30, ge=0, description="Days a finished job's dataset is kept before it is purged."
+    )
+    operator_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the operator API (/v1/operator/…: tenants' quotas); "
+        "unset: that API is off.",
+    )
+
     @field_validator(
         "s3_endpoint_url",
         "s3_region",
@@ -131,6 +163,11 @@ class Settings(BaseSettings):
         "broker_visibility_timeout_s",
         "listen_database_url",
         "metrics_token",
+        "operator_token",
+        "max_active_jobs",
+        "max_stored_bytes",
+        "max_users",
+        "max_requests_per_s",
         mode="before",
     )
     @classmethod

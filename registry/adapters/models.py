@@ -11,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,7 +33,26 @@ class Adapter(Base):
     projection_id: Mapped[str] = mapped_column(ForeignKey("projections.id"))
     target_modules: Mapped[list[str] | str] = mapped_column(JSONType)
     task: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    # The highest version number ever given out: numbers are never reused, even after a
+    # version is deleted (downstream caches key on adapter id and number).
+    last_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Rises on a new version, an alias move or a metadata change (GET /v1/users?updated_since).
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class AdapterTag(Base):
+    """A string tag on an adapter (one row a tag, so lists filter by tag with an index)."""
+
+    __tablename__ = "adapter_tags"
+    __table_args__ = (Index("ix_adapter_tags_tenant_id_tag", "tenant_id", "tag"),)
+
+    adapter_id: Mapped[str] = mapped_column(
+        ForeignKey("adapters.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
 
 
 class AdapterVersion(Base):
@@ -53,7 +73,21 @@ class AdapterVersion(Base):
     metrics: Mapped[dict] = mapped_column(JSONType, default=dict)
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", use_alter=True), unique=True)
     parent_version_id: Mapped[str | None] = mapped_column(ForeignKey("adapter_versions.id"))
+    description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VersionTag(Base):
+    """A string tag on a version."""
+
+    __tablename__ = "version_tags"
+    __table_args__ = (Index("ix_version_tags_tenant_id_tag", "tenant_id", "tag"),)
+
+    version_id: Mapped[str] = mapped_column(
+        ForeignKey("adapter_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
 
 
 class Alias(Base):
@@ -74,12 +108,23 @@ class Alias(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+# What the change feed carries: alias moves, and deletions a downstream server must apply.
+FEED_KINDS = ("set", "rollback", "version_deleted", "adapter_deleted", "user_deleted")
+
+
 class AliasEvent(Base):
-    """Append-only alias history; `seq` is global and monotonic, so it is the change feed."""
+    """Append-only alias history; `seq` is global and monotonic, so it is the change feed.
+
+    Deletions are feed events too. An erasure removes every event of the user and appends
+    one `user_deleted` event that names only the adapter ids (random, now pointing at
+    nothing): no user id, name or text survives it."""
 
     __tablename__ = "alias_events"
     __table_args__ = (
-        CheckConstraint("kind IN ('set', 'rollback')", name="kind"),
+        CheckConstraint(
+            "kind IN ('set', 'rollback', 'version_deleted', 'adapter_deleted', 'user_deleted')",
+            name="kind",
+        ),
         # The feed reads a tenant's events after a seq; history reads one alias's in order.
         # Both also serve the foreign keys' cascades (their first column).
         Index("ix_alias_events_tenant_id_seq", "tenant_id", "seq"),
@@ -88,12 +133,19 @@ class AliasEvent(Base):
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    adapter_id: Mapped[str] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(String(200))
-    adapter_name: Mapped[str] = mapped_column(String(200))
-    alias: Mapped[str] = mapped_column(String(64))
+    # Null for adapter_deleted and user_deleted (the adapter row is gone; see adapter_ids).
+    adapter_id: Mapped[str | None] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    adapter_name: Mapped[str | None] = mapped_column(String(200))
+    alias: Mapped[str | None] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     from_version: Mapped[int | None] = mapped_column(Integer)
-    to_version: Mapped[int] = mapped_column(Integer)
-    generation: Mapped[int] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    generation: Mapped[int | None] = mapped_column(Integer)
+    # Deletions: the adapters this event removed.
+    adapter_ids: Mapped[list[str] | None] = mapped_column(JSONType)
+    # Who moved the alias (an API key id; null: a worker's publish or a server-side command)
+    # and why, as the caller said.
+    actor_key_id: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -34,12 +34,14 @@ class Dataset(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[str] = mapped_column(String(200))
     task: Mapped[str] = mapped_column(String(64))
-    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # Null once purged (retention): the row stays for the jobs that name it, the text goes.
+    blob_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     rows: Mapped[int] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     # Distinct labels of a classification dataset, in first-seen order.
     labels: Mapped[list | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Job(Base):
@@ -95,6 +97,9 @@ class Job(Base):
     # The latest checkpoint (a blob) and the step it was taken after; cleared once it ends.
     checkpoint_blob_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     checkpoint_step: Mapped[int | None] = mapped_column(Integer)
+    # Given at submit, carried to the version the job creates.
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from registry.db import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -30,3 +30,22 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TenantPolicy(Base):
+    """A tenant's quotas (set by the operator) and retention (set by the tenant's admins).
+    A null column takes the operator's default from Settings (docs/operations.md)."""
+
+    __tablename__ = "tenant_policies"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer)  # queued + running
+    max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    max_users: Mapped[int | None] = mapped_column(Integer)
+    max_requests_per_s: Mapped[float | None] = mapped_column(Float)  # per API key
+    keep_versions: Mapped[int | None] = mapped_column(Integer)
+    keep_alias_days: Mapped[int | None] = mapped_column(Integer)
+    keep_dataset_days: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
