@@ -37,6 +37,7 @@ def create_app(
     dispatcher: JobDispatcher | None = None,
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
+    from registry.adapters.erasure import router as erasure_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
@@ -65,7 +66,10 @@ def create_app(
     app.state.feed_waiters = FeedWaiters()
     app.state.pg_listener = None  # started with the app (see _lifespan)
     app.state.manifests = ManifestCache(
-        app.state.session_factory, settings.resolve_cache_s, on_event=app.state.feed_waiters.wake
+        app.state.session_factory,
+        settings.resolve_cache_s,
+        on_event=app.state.feed_waiters.wake,
+        on_delete=lambda tenant_id, adapter_ids: _forget_deleted(app, tenant_id, adapter_ids),
     )
 
     install_error_handlers(app)
@@ -95,6 +99,7 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        erasure_router,
         serving_router,
     ):
         app.include_router(router)
@@ -119,6 +124,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if listener is not None:
             app.state.pg_listener = None
             listener.stop()
+
+
+def _forget_deleted(app: FastAPI, tenant_id: str | None, adapter_ids: list[str] | None) -> None:
+    """A deletion (or missed events: None) reached this process: where versions' blobs live
+    and the cached bytes go, so nothing deleted is served from memory."""
+    index = app.state.version_index
+    for key in list(index):
+        if tenant_id is None or (key[0] == tenant_id and key[1] in (adapter_ids or ())):
+            index.pop(key, None)
+    app.state.blob_cache.clear()
 
 
 def _default_dispatcher(settings: Settings) -> JobDispatcher:

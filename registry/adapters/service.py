@@ -86,19 +86,17 @@ def create_version(
     job_id: str | None = None,
     parent_version_id: str | None = None,
 ) -> AdapterVersion:
-    """The next version (1, 2, 3… with no gaps), numbered inside the caller's transaction."""
+    """The next version, numbered inside the caller's transaction from the adapter's
+    `last_version`: numbers are never reused, not even those of deleted versions."""
     # Locking the adapter row serializes allocation on PostgreSQL; the unique constraint
     # and the retry below keep numbers right on any backend.
     session.execute(select(Adapter.id).where(Adapter.id == adapter.id).with_for_update())
     for _ in range(VERSION_ALLOCATION_ATTEMPTS):
-        number = 1 + (
-            session.scalar(
-                select(func.max(AdapterVersion.number)).where(
-                    AdapterVersion.adapter_id == adapter.id
-                )
-            )
-            or 0
+        last = session.scalar(select(Adapter.last_version).where(Adapter.id == adapter.id))
+        highest = session.scalar(
+            select(func.max(AdapterVersion.number)).where(AdapterVersion.adapter_id == adapter.id)
         )
+        number = 1 + max(last or 0, highest or 0)
         version = AdapterVersion(
             tenant_id=adapter.tenant_id,
             adapter_id=adapter.id,
@@ -112,6 +110,12 @@ def create_version(
         try:
             with session.begin_nested():
                 session.add(version)
+                session.execute(
+                    update(Adapter)
+                    .where(Adapter.id == adapter.id)
+                    .values(last_version=number, updated_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
             return version
         except IntegrityError as exc:
             if job_id is not None and _version_of_job(session, job_id) is not None:

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
+from registry.blob_refs import BLOB_REFERENCES
 from registry.config import Settings
 from registry.db import Base, session_scope
 from registry.storage import LocalBlobStore
 from tests import factories
-from workers.blob_gc import BLOB_REFERENCES, collect_garbage
+from workers.blob_gc import collect_garbage
 from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, make_celery
 
 GRACE_S = 2.0  # S3's LastModified is truncated to whole seconds
