@@ -11,16 +11,18 @@ import logging
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.adapters.models import AdapterVersion
 from registry.base_models.models import BaseModelFile, ModelFileUpload
-from registry.db import session_scope
+from registry.db import session_scope, utcnow
 from registry.jobs.models import Dataset, Job
 from registry.storage import BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
+
+FREED = "freed_blobs"  # session.info key: (sha256, when) of references this transaction dropped
 
 # Every column that holds a blob's sha256. A new kind of row that references blobs adds its
 # column here, and neither GC nor a deletion removes those blobs.
@@ -73,3 +75,27 @@ def remove_freed(
         except Exception:  # the store is away: GC removes it once it is old enough
             log.warning("could not remove freed blob %s; blob GC will", sha256, exc_info=True)
     return deleted
+
+
+def note_freed(session: Session, sha256s: Collection[str | None]) -> None:
+    """These blobs lose a reference in this transaction: once it commits, the ones no row
+    references go from the store (where the session's factory removes them, see
+    `remove_freed_on_commit`; elsewhere blob GC does, after its grace period)."""
+    now = utcnow()
+    session.info.setdefault(FREED, []).extend((sha256, now) for sha256 in sha256s if sha256)
+
+
+def remove_freed_on_commit(factory: sessionmaker[Session], store: BlobStore) -> None:
+    """Sessions of `factory` remove the blobs they freed (`note_freed`) right after commit."""
+
+    def committed(session: Session) -> None:
+        freed = session.info.pop(FREED, None)
+        if freed:
+            since = min(when for _, when in freed)
+            remove_freed(factory, store, {sha256 for sha256, _ in freed}, freed_at=since)
+
+    def rolled_back(session: Session) -> None:
+        session.info.pop(FREED, None)
+
+    event.listen(factory, "after_commit", committed)
+    event.listen(factory, "after_rollback", rolled_back)

@@ -18,6 +18,7 @@ from registry.api.deps import AuthCache
 from registry.api.errors import ERROR_RESPONSES, install_error_handlers
 from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from registry.blob_refs import remove_freed_on_commit
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.dispatch import JobDispatcher, NullDispatcher
@@ -59,6 +60,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = make_sessionmaker(engine)
     app.state.store = store or open_store(settings)
+    remove_freed_on_commit(app.state.session_factory, app.state.store)
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.blob_cache = BlobCache()

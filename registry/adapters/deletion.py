@@ -2,8 +2,8 @@
 
 Each function works inside the caller's transaction: it deletes the rows, appends one feed
 event (so every API process and downstream server forgets too), records the audit event,
-and returns a `Deletion` that names the blobs the rows referenced. Those go from the store
-only after the commit (`remove_blobs`), and only where no other row references them:
+and returns a `Deletion` (counts). The blobs the rows referenced go from the store right
+after the commit (blob_refs.note_freed), and only where no other row references them then:
 blobs are content-addressed, so another user's identical bytes stay.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from registry import blob_refs
 from registry.adapters.models import (
@@ -32,7 +32,6 @@ from registry.audit.models import AuditEvent
 from registry.db import utcnow
 from registry.errors import Conflict, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
-from registry.storage import BlobStore
 from registry.webhooks import outbox
 from registry.webhooks.models import WebhookDelivery
 
@@ -185,11 +184,6 @@ def erase_user(
     return deletion
 
 
-def remove_blobs(factory: sessionmaker[Session], store: BlobStore, deletion: Deletion) -> list[str]:
-    """After the deletion committed: its blobs that no row references any more."""
-    return blob_refs.remove_freed(factory, store, deletion.blobs, freed_at=deletion.started_at)
-
-
 def _lock(session: Session, tenant_id: str, adapters_where, jobs_where) -> list[str]:
     """Lock the adapters and jobs about to go (a worker finishing a job waits, then finds
     its lease gone); the adapters' ids."""
@@ -280,6 +274,7 @@ def _feed_event(
 
 
 def _count_freed(session: Session, deletion: Deletion) -> None:
+    blob_refs.note_freed(session, deletion.blobs)
     still = blob_refs.referenced(session, deletion.blobs) if deletion.blobs else set()
     deletion.add("blobs_freed", len(deletion.blobs - still))
 

@@ -26,13 +26,13 @@ class DeletionOut(BaseModel):
 
 
 def _finish(request: Request, session, tenant_id: str, done: deletion.Deletion) -> DeletionOut:
-    """After the commit: remove the freed blobs, forget caches here, wake feed waiters, and
-    (with push) wait until every API process has applied the event."""
+    """After the commit (its freed blobs are gone by then: blob_refs.remove_freed_on_commit):
+    forget caches here, wake feed waiters, and (with push) wait until every API process has
+    applied the event."""
     state = request.app.state
     seqs = session.info.get(EVENT_SEQS, [])
 
     def committed() -> None:
-        deletion.remove_blobs(state.session_factory, state.store, done)
         state.manifests.forget_adapters(tenant_id, done.adapter_ids)
         if seqs:
             state.feed_waiters.wake(tenant_id, max(seqs))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from registry.adapters import service as adapters
 from registry.adapters.models import Adapter, AdapterVersion
+from registry.blob_refs import note_freed
 from registry.db import utcnow
 from registry.jobs.models import Job
 from registry.jobs.service import append_job_event, transition_job
@@ -195,7 +196,11 @@ def _lock_owned(session: Session, claim: Claim) -> Job:
 
 
 def save_checkpoint(session: Session, claim: Claim, *, blob_sha256: str, step: int) -> None:
-    """Point the job at its latest checkpoint (stored already); only while holding the lease."""
+    """Point the job at its latest checkpoint (stored already); only while holding the lease.
+    The one it replaces goes from the store once this commits (it holds the user's vectors)."""
+    previous = session.scalar(
+        select(Job.checkpoint_blob_sha256).where(_owned(claim.job_id, claim.token))
+    )
     result = session.execute(
         update(Job)
         .where(_owned(claim.job_id, claim.token))
@@ -204,6 +209,8 @@ def save_checkpoint(session: Session, claim: Claim, *, blob_sha256: str, step: i
     )
     if result.rowcount != 1:
         raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
+    if previous != blob_sha256:
+        note_freed(session, [previous])
 
 
 def finish_success(

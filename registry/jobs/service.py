@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from registry.adapters.models import Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
+from registry.blob_refs import note_freed
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
@@ -217,7 +218,8 @@ def transition_job(session: Session, job: Job, new_state: str, **fields) -> Job:
         job.started_at = now
     if new_state in TERMINAL:
         job.finished_at = now
-        # An ended job never resumes: its checkpoint goes (blob GC reclaims it after grace).
+        # An ended job never resumes: its checkpoint goes once this commits (blob_refs).
+        note_freed(session, [job.checkpoint_blob_sha256])
         job.checkpoint_blob_sha256, job.checkpoint_step = None, None
     for name, value in fields.items():
         setattr(job, name, value)
