@@ -89,6 +89,8 @@ def remove_freed_on_commit(factory: sessionmaker[Session], store: BlobStore) -> 
     """Sessions of `factory` remove the blobs they freed (`note_freed`) right after commit."""
 
     def committed(session: Session) -> None:
+        if session.in_nested_transaction():  # a savepoint: the outer transaction may still fail
+            return
         freed = session.info.pop(FREED, None)
         if freed:
             since = min(when for _, when in freed)

@@ -44,6 +44,7 @@ def create_app(
     from registry.api.health import router as health_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
+    from registry.tenants.retention import router as retention_router
     from registry.tenants.router import router as tenants_router
 
     settings = settings or get_settings()
@@ -98,6 +99,7 @@ def create_app(
     for router in (
         health_router,
         tenants_router,
+        retention_router,
         base_models_router,
         jobs_router,
         adapters_router,

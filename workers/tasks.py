@@ -13,8 +13,9 @@ from registry.config import get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.storage import open_store
 from workers.blob_gc import collect_garbage
-from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, TRAIN_TASK, make_celery
+from workers.celery_app import BLOB_GC_TASK, RETENTION_TASK, SWEEP_TASK, TRAIN_TASK, make_celery
 from workers.dispatch import CeleryDispatcher
+from workers.retention import apply_retention
 from workers.sweeper import sweep
 from workers.training import SHUTTING_DOWN, RetryLater, WorkerContext, run_training_job
 
@@ -62,6 +63,14 @@ def blob_gc_task() -> dict:
     ctx = context()
     deleted = collect_garbage(ctx.session_factory, ctx.store, ctx.settings.blob_gc_grace_s)
     return {"blobs_deleted": len(deleted)}
+
+
+@app.task(name=RETENTION_TASK)
+def retention_task() -> dict:
+    """Apply every tenant's retention policy: old versions deleted, idle datasets purged."""
+    ctx = context()
+    report = apply_retention(ctx.session_factory, ctx.settings)
+    return {k: len(v) for k, v in vars(report).items()}
 
 
 @cache

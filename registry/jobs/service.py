@@ -46,6 +46,10 @@ def _check_request(session: Session, tenant_id: str, request: JobRequest) -> lis
         errors.append({"field": "dataset_id", "message": "no such dataset"})
     elif dataset.user_id != request.user_id:
         errors.append({"field": "dataset_id", "message": "dataset belongs to another user"})
+    elif dataset.blob_sha256 is None:
+        errors.append(
+            {"field": "dataset_id", "message": "dataset was purged by retention; upload it again"}
+        )
     base = session.scalar(
         select(BaseModel).where(
             BaseModel.id == request.base_model_id, BaseModel.tenant_id == tenant_id

@@ -56,6 +56,8 @@ OWN_TENANT = {
     ("POST", "/v1/base-models/files/{sha256}/presign"),
     ("GET", "/v1/users/{user_id}/adapters"),
     ("GET", "/v1/resolve"),
+    ("GET", "/v1/retention"),
+    ("PATCH", "/v1/retention"),
 }
 
 
