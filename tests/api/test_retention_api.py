@@ -41,3 +41,26 @@ def test_out_of_range_values_are_refused(client, tenant):
     for body in ({"keep_versions": 0}, {"keep_alias_days": -1}, {"keep_days": 3}):
         response = client.patch("/v1/retention", json=body, headers=tenant.auth())
         assert response.status_code == 422, body
+
+
+def test_a_purged_dataset_shows_so_and_cannot_train(client, app, tenant, settings):
+    from datetime import timedelta
+
+    from registry.db import utcnow
+    from tests.api import helpers
+    from workers.retention import apply_retention
+
+    auth = tenant.auth()
+    model = helpers.register_base_model(client, auth)
+    projection = helpers.register_projection(client, auth, model["id"])
+    dataset = helpers.upload_dataset(client, auth)
+    client.patch("/v1/retention", json={"keep_dataset_days": 1}, headers=auth)
+    later = utcnow() + timedelta(days=2)  # never trained on, uploaded two days before
+    report = apply_retention(app.state.session_factory, settings, now=later)
+    assert report.datasets_purged == [dataset["id"]]
+    shown = client.get(f"/v1/datasets/{dataset['id']}", headers=auth).json()
+    assert shown["blob_sha256"] is None and shown["purged_at"] is not None
+    assert not app.state.store.exists(dataset["blob_sha256"])
+    body = helpers.job_body(model, projection, dataset)
+    response = client.post("/v1/jobs", json=body, headers=auth)
+    assert response.status_code == 422 and "purged by retention" in response.text
