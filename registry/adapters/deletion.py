@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -29,7 +28,6 @@ from registry.adapters.pg_listener import notify_alias_event
 from registry.adapters.service import _lock_feed, get_adapter, get_version
 from registry.audit import service as audit
 from registry.audit.models import AuditEvent
-from registry.db import utcnow
 from registry.errors import Conflict, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.webhooks import outbox
@@ -41,12 +39,11 @@ UNFINISHED = ("queued", "running")
 @dataclass
 class Deletion:
     """What one deletion removed: counts (for the audit log and the answer), the adapters
-    it removed, the blobs its rows referenced, and when it began."""
+    it removed (or changed), the blobs its rows referenced, and its feed event."""
 
     counts: dict[str, int] = field(default_factory=dict)
     adapter_ids: list[str] = field(default_factory=list)
     blobs: set[str] = field(default_factory=set)
-    started_at: datetime = field(default_factory=utcnow)
     feed_seq: int | None = None
 
     def add(self, name: str, count: int) -> None:
@@ -66,6 +63,9 @@ def delete_version(
     unfinished job warm-starts from it. Its number is never given out again."""
     adapter = get_adapter(session, tenant_id, adapter_id)
     version = get_version(session, tenant_id, adapter_id, number)
+    # The feed lock first, as an alias move takes it before reading its version: a publish
+    # onto this version waits until the delete has committed, then finds no version.
+    _lock_feed(session)
     session.execute(
         select(AdapterVersion.id).where(AdapterVersion.id == version.id).with_for_update()
     )
@@ -87,7 +87,6 @@ def delete_version(
     deletion.blobs.add(version.blob_sha256)
     _forget_versions(session, [version.id])
     deletion.add("versions", _delete(session, AdapterVersion, AdapterVersion.id == version.id))
-    adapter.updated_at = utcnow()
     _feed_event(
         session,
         deletion,
@@ -185,11 +184,14 @@ def erase_user(
 
 
 def _lock(session: Session, tenant_id: str, adapters_where, jobs_where) -> list[str]:
-    """Lock the adapters and jobs about to go (a worker finishing a job waits, then finds
-    its lease gone); the adapters' ids."""
+    """Lock the jobs, the feed and the adapters about to go, in that order: a worker
+    finishing one of the jobs (it locks the job first) waits, then finds its lease gone; an
+    alias move (it takes the feed lock first) waits, then finds no adapter. The adapters'
+    ids."""
     session.execute(
         select(Job.id).where(Job.tenant_id == tenant_id, jobs_where).with_for_update()
     ).all()
+    _lock_feed(session)
     return list(
         session.scalars(
             select(Adapter.id)

@@ -184,8 +184,8 @@ def set_alias(
     moves an alias that exists (else PreconditionFailed)."""
     names.require(names.AliasName, alias_name, "alias")
     adapter = get_adapter(session, tenant_id, adapter_id)
+    _lock_feed(session)  # before reading the version: a delete of it holds this lock too
     version = get_version(session, tenant_id, adapter_id, version_number)
-    _lock_feed(session)
     alias = session.scalar(
         select(Alias)
         .where(Alias.adapter_id == adapter_id, Alias.name == alias_name)
