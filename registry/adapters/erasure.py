@@ -68,7 +68,9 @@ def delete_adapter(
     return _finish(request, session, principal.tenant_id, done)
 
 
-@router.delete("/v1/users/{user_id:any_text}", response_model=DeletionOut)
+# A plain segment, unlike GET /v1/users/{user_id:any_text}/adapters: a user id never holds
+# `/` (names.UserId), and DELETE .../users/u/adapters must answer 405, not erase "u/adapters".
+@router.delete("/v1/users/{user_id}", response_model=DeletionOut)
 def erase_user(
     request: Request, user_id: UserId, principal: AdminDep, session: SessionDep
 ) -> DeletionOut:

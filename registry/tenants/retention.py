@@ -21,8 +21,9 @@ router = APIRouter(prefix="/v1/retention", tags=["retention"])
 
 MAX_DAYS = 36_500
 
-Versions = Annotated[int, Field(ge=1, le=INT32_MAX)]
-Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
+# Strict: JSON `true` is no number of days.
+Versions = Annotated[int, Field(ge=1, le=INT32_MAX, strict=True)]
+Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
 class RetentionOut(BaseModel):

@@ -38,7 +38,8 @@ def test_defaults_then_set_then_reset(client, app, tenant, other_tenant):
 
 
 def test_out_of_range_values_are_refused(client, tenant):
-    for body in ({"keep_versions": 0}, {"keep_alias_days": -1}, {"keep_days": 3}):
+    bad = ({"keep_versions": 0}, {"keep_alias_days": -1}, {"keep_days": 3}, {"keep_versions": True})
+    for body in bad:
         response = client.patch("/v1/retention", json=body, headers=tenant.auth())
         assert response.status_code == 422, body
 
