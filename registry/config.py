@@ -155,6 +155,33 @@ class Settings(BaseSettings):
         "unset: that API is off.",
     )
 
+    # Webhooks (registry/webhooks): where deliveries may go, and how the sender retries.
+    webhook_allow_http: bool = Field(
+        False, description="Accept http:// webhook URLs (development only; https otherwise)."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Accept webhook URLs whose host resolves to a private, loopback, "
+        "link-local or otherwise non-public address.",
+    )
+    webhook_ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of CA certificates webhook receivers' certificates may also "
+        "chain to (besides the public CAs).",
+    )
+    webhook_interval_s: float = Field(
+        2.0, gt=0, description="How often the webhook sender looks for due deliveries."
+    )
+    webhook_retry_base_s: float = Field(
+        10.0,
+        gt=0,
+        description="First retry delay of a failed delivery; the later ones are multiples "
+        "(about 31 hours of retries in all at the default).",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for one webhook receiver's answer, seconds."
+    )
+
     @field_validator(
         "s3_endpoint_url",
         "s3_region",
@@ -164,6 +191,7 @@ class Settings(BaseSettings):
         "listen_database_url",
         "metrics_token",
         "operator_token",
+        "webhook_ca_bundle",
         "max_active_jobs",
         "max_stored_bytes",
         "max_users",
