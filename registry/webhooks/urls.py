@@ -104,7 +104,7 @@ def check_url(url: str, settings: Settings, resolve: Resolver = system_resolver)
     scheme, host, port = parse_url(url, settings)
     try:
         addresses = resolve(host, port)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: UnicodeError of an unencodable name
         raise WebhookUrlError(f"the webhook host {host!r} does not resolve: {exc}") from exc
     if not addresses:
         raise WebhookUrlError(f"the webhook host {host!r} does not resolve to any address")

@@ -11,7 +11,15 @@ from registry.jobs import lease
 from registry.webhooks import verify
 from registry.webhooks.models import WebhookDelivery
 from registry.webhooks.outbox import emit
-from registry.webhooks.sender import BACKOFF_STEPS, MAX_ATTEMPTS, retry_delay_s, send_due
+from registry.webhooks.sender import (
+    BACKOFF_STEPS,
+    MAX_ATTEMPTS,
+    Outcome,
+    claim_due,
+    record,
+    retry_delay_s,
+    send_due,
+)
 from tests import factories
 from tests.api import helpers
 
@@ -169,3 +177,28 @@ def test_retries_span_more_than_a_day_at_the_default_base() -> None:
     assert sum(delays) > 24 * 3600
     assert delays == sorted(delays)
     assert retry_delay_s(MAX_ATTEMPTS, 10.0) is None
+
+
+def test_a_leased_delivery_is_not_claimed_twice_and_a_redelivery_beats_its_lease(
+    client, app, settings, tenant, receiver
+):
+    webhook = _register(client, tenant, receiver)
+    with session_scope(app.state.session_factory) as session:
+        emit(session, tenant.id, "job.failed", {"job_id": "j"})
+    factory = app.state.session_factory
+    [leased] = claim_due(factory, settings, 10)
+    assert claim_due(factory, settings, 10) == []  # a second sender skips it
+    # A redelivery asked while the attempt is in flight wins: the attempt's result is dropped.
+    client.post(
+        f"/v1/webhooks/{webhook['id']}/deliveries/{leased.id}/redeliver", headers=tenant.auth()
+    )
+    assert record(factory, leased, Outcome(False, status=500, error="HTTP 500"), settings) is None
+    [delivery] = _deliveries(client, tenant, webhook["id"])
+    assert (delivery["state"], delivery["attempts"], delivery["last_status"]) == (
+        "pending",
+        0,
+        None,
+    )
+    [again] = claim_due(factory, settings, 10)
+    assert again.id == leased.id
+    assert record(factory, again, Outcome(True, status=204), settings) == "succeeded"
