@@ -144,9 +144,10 @@ def deliver(client: httpx.Client, due: Due, settings: Settings, resolve: Resolve
     except WebhookUrlError as exc:
         return Outcome(False, error=f"refused: {exc.message}")
     url = httpx.URL(due.url)
-    host = url.raw_host.decode("ascii")
+    host = url.raw_host.decode("ascii")  # IDNA-encoded
+    authority = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
     headers = {
-        "Host": host if url.port is None else f"{host}:{url.port}",
+        "Host": authority if url.port is None else f"{authority}:{url.port}",
         "Content-Type": "application/json",
         "User-Agent": f"vera-registry/{__version__} (webhooks)",
         SIGNATURE_HEADER: sign(due.secret, due.body),

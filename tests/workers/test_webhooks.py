@@ -1,5 +1,6 @@
-"""End to end: a job trained by a real worker ends, and the `vera.webhooks` beat task of a
-real maintenance worker delivers job.succeeded to a real HTTPS receiver."""
+"""End to end: a job trained by a real worker ends, and the `vera.webhooks` beat task
+delivers job.succeeded to a real HTTPS receiver — from a maintenance worker next to the
+training worker (servers), or from the one worker `vera-registry up` runs (embedded)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def receiver(tmp_path):
     stop()
 
 
-@pytest.fixture
-def stack_overrides(receiver):
+@pytest.fixture(params=["servers", "embedded"])
+def stack_overrides(request, receiver):
     return {
+        "embedded": request.param == "embedded",
         "webhook_allow_private": True,
         "webhook_ca_bundle": receiver.ca_path,
         "webhook_interval_s": 0.5,
@@ -41,15 +43,18 @@ def test_a_finished_job_is_delivered_by_the_beat_task(stack, receiver, tmp_path)
         json={"url": receiver.url, "event_types": ["job.succeeded"]},
         headers=stack.auth,
     ).json()
-    stack.workers.start()  # the train queue
+    # As deployed: a training worker and the sweeper (maintenance queue + beat); embedded:
+    # one worker on both queues with beat, as `vera-registry up` starts it.
+    embedded = stack.settings.database_url.get_secret_value().startswith("sqlite")
+    argv = [sys.executable, "-m", "registry.cli", "worker"]
+    if not embedded:
+        stack.workers.start()  # the train queue
+        argv += ["--queues", "maintenance"]
+    argv += ["--beat", "--pool", "solo", "--schedule", str(tmp_path / "beat-schedule")]
     log = open(tmp_path / "maintenance.log", "w")  # noqa: SIM115
     maintenance = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.tasks", "worker", "--beat",
-         "--schedule", str(tmp_path / "beat-schedule"), "--pool", "solo",
-         "--queues", "maintenance", "--hostname", "maint@%h", "--without-gossip",
-         "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"],
-        cwd=REPO, env=stack.workers.env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        argv, cwd=REPO, env=stack.workers.env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         job = submit(stack, max_steps=2)
         done = stack.wait_for(job["id"], lambda j: j["state"] in ("succeeded", "failed"))
