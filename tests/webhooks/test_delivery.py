@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
-from registry.db import session_scope
+from registry.db import session_scope, utcnow
 from registry.jobs import lease
 from registry.webhooks import verify
 from registry.webhooks.models import WebhookDelivery
@@ -202,3 +203,21 @@ def test_a_leased_delivery_is_not_claimed_twice_and_a_redelivery_beats_its_lease
     [again] = claim_due(factory, settings, 10)
     assert again.id == leased.id
     assert record(factory, again, Outcome(True, status=204), settings) == "succeeded"
+
+
+def test_metrics_show_deliveries_by_state_and_the_sender_lag(
+    client, app, settings, tenant, receiver
+):
+    receiver.fail_first = 0
+    _register(client, tenant, receiver)
+    with session_scope(app.state.session_factory) as session:
+        emit(session, tenant.id, "job.failed", {"job_id": "j"})
+        session.query(WebhookDelivery).update({"next_attempt_at": utcnow() - timedelta(seconds=90)})
+    metrics = client.get("/metrics").text
+    assert 'vera_webhook_deliveries{state="pending"} 1.0' in metrics
+    lag = next(line for line in metrics.splitlines() if line.startswith("vera_webhook_oldest"))
+    assert 90 <= float(lag.split()[1]) < 150
+    _send_until(app, settings, lambda: receiver.answered_ok())
+    metrics = client.get("/metrics").text
+    assert 'vera_webhook_deliveries{state="succeeded"} 1.0' in metrics
+    assert "vera_webhook_oldest_due_seconds 0.0" in metrics
