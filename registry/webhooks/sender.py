@@ -10,14 +10,16 @@ so receivers dedupe on the event id.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import certifi
 import httpx
@@ -86,19 +88,30 @@ def send_due(
     *,
     resolve: Resolver = system_resolver,
     limit: int = BATCH,
+    budget_s: float = 30.0,
 ) -> SendReport:
-    """Send every due delivery of one batch and record each result."""
+    """Send due deliveries batch after batch, until none is left due or `budget_s` has
+    passed (a backlog drains at the receivers' pace, not one batch per tick); each result
+    is recorded as it comes."""
     report = SendReport()
-    batch = claim_due(factory, settings, limit)
-    if not batch:
-        return report
+    start = time.monotonic()
+    # The client first: a bad CA bundle fails here, before any delivery is leased.
     with _http_client(settings) as client, ThreadPoolExecutor(PARALLEL) as pool:
-        outcomes = list(pool.map(lambda due: deliver(client, due, settings, resolve), batch))
-    for due, outcome in zip(batch, outcomes, strict=True):
-        state = record(factory, due, outcome, settings)
-        if state is not None:
-            getattr(report, "retrying" if state == "pending" else state).append(due.id)
-    return report
+        while True:
+            batch = claim_due(factory, settings, limit)
+            futures = {pool.submit(deliver, client, due, settings, resolve): due for due in batch}
+            for future in as_completed(futures):
+                due = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # a bug in one send must not strand the others
+                    log.exception("webhook delivery %s: unexpected error", due.id)
+                    outcome = Outcome(False, error=f"{type(exc).__name__}: {exc}"[:ERROR_CHARS])
+                state = record(factory, due, outcome, settings)
+                if state is not None:
+                    getattr(report, "retrying" if state == "pending" else state).append(due.id)
+            if len(batch) < limit or time.monotonic() - start > budget_s:
+                return report
 
 
 def claim_due(factory: sessionmaker[Session], settings: Settings, limit: int) -> list[Due]:
@@ -235,12 +248,18 @@ def _peek(response: httpx.Response, deadline_s: float) -> bytes:
     return data[:BODY_PEEK_BYTES]
 
 
-def _http_client(settings: Settings) -> httpx.Client:
+@functools.lru_cache(maxsize=4)
+def _tls_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The public CAs, plus the operator's bundle: built once per process (read at start)."""
     context = ssl.create_default_context(cafile=certifi.where())
-    if settings.webhook_ca_bundle is not None:
-        context.load_verify_locations(cafile=str(settings.webhook_ca_bundle))
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+def _http_client(settings: Settings) -> httpx.Client:
     return httpx.Client(
-        verify=context,
+        verify=_tls_context(settings.webhook_ca_bundle),
         timeout=settings.webhook_timeout_s,
         follow_redirects=False,
         trust_env=False,  # no proxy from the environment: the pinned address is the peer
