@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,9 @@ class Receiver:
     url: str
     ca_path: Path
     fail_first: int = 0
+    # Instead of 204: a redirect to this path (never to be followed), or a late answer.
+    redirect_to: str | None = None
+    delay_s: float = 0.0
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,8 +115,13 @@ def serve(directory: Path, fail_first: int = 0):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with receiver.lock:
                 status = 500 if len(receiver.requests) < receiver.fail_first else 204
+                if status == 204 and receiver.redirect_to:
+                    status = 307
                 receiver.requests.append(Received(self.path, dict(self.headers), body, status))
+            time.sleep(receiver.delay_s)
             self.send_response(status)
+            if status == 307:
+                self.send_header("Location", receiver.redirect_to)
             self.send_header("Content-Length", "0" if status == 204 else "4")
             self.end_headers()
             if status != 204:

@@ -221,3 +221,31 @@ def test_metrics_show_deliveries_by_state_and_the_sender_lag(
     metrics = client.get("/metrics").text
     assert 'vera_webhook_deliveries{state="succeeded"} 1.0' in metrics
     assert "vera_webhook_oldest_due_seconds 0.0" in metrics
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
+    client, app, settings, tenant, receiver
+):
+    receiver.fail_first, receiver.redirect_to = 0, "/elsewhere"
+    webhook = _register(client, tenant, receiver)
+    with session_scope(app.state.session_factory) as session:
+        emit(session, tenant.id, "job.failed", {"job_id": "j"})
+    send_due(app.state.session_factory, settings)
+    assert [(r.path, r.status) for r in receiver.requests] == [("/hook", 307)]
+    [delivery] = _deliveries(client, tenant, webhook["id"])
+    assert (delivery["state"], delivery["last_status"]) == ("pending", 307)
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    client, app, settings, tenant, receiver
+):
+    receiver.fail_first, receiver.delay_s = 0, 3.0
+    webhook = _register(client, tenant, receiver)
+    with session_scope(app.state.session_factory) as session:
+        emit(session, tenant.id, "job.failed", {"job_id": "j"})
+    started = time.monotonic()
+    send_due(app.state.session_factory, settings.model_copy(update={"webhook_timeout_s": 0.5}))
+    assert time.monotonic() - started < 2.5  # the answer would come after 3 s
+    [delivery] = _deliveries(client, tenant, webhook["id"])
+    assert delivery["state"] == "pending" and delivery["last_status"] is None
+    assert delivery["last_error"].startswith("ReadTimeout")
