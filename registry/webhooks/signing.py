@@ -36,17 +36,19 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
 
 def verify(
     secret: str,
-    body: bytes,
+    body: bytes | str,
     header: str | None,
     tolerance_s: float = DEFAULT_TOLERANCE_S,
     *,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """Check a delivery's Vera-Signature `header` against the raw request `body`, and return
-    the event (the parsed body). Raises InvalidSignature when the header is missing or
-    malformed, no v1 signature matches, or the timestamp is more than `tolerance_s` from
-    now (a replay, or a clock far off)."""
+    """Check a delivery's Vera-Signature `header` against the raw request `body` (the bytes
+    as received; a str is taken as their UTF-8 decoding) and return the event (the parsed
+    body). Raises InvalidSignature when the header is missing or malformed, no v1 signature
+    matches, or the timestamp is more than `tolerance_s` from now (a replay, or a clock far
+    off)."""
     timestamp, candidates = _parse(header)
+    body = body.encode() if isinstance(body, str) else body
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance_s:
         raise InvalidSignature(

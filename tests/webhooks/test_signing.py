@@ -52,3 +52,8 @@ def test_a_missing_or_malformed_header_is_refused(header) -> None:
 def test_any_of_several_signatures_may_match() -> None:
     right = sign(SECRET, BODY, timestamp=5).split(",")[1]
     assert verify(SECRET, BODY, f"t=5,v1={'0' * 64},{right}", now=5)
+
+
+def test_the_body_may_be_given_as_text() -> None:
+    header = sign(SECRET, BODY, timestamp=7)
+    assert verify(SECRET, BODY.decode(), header, now=7)["id"] == "e1"
