@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         description="Accept webhook URLs whose host resolves to a private, loopback, "
         "link-local or otherwise non-public address.",
     )
+    webhook_private_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names whose webhook URLs may resolve to private "
+        "addresses (an internal receiver), without allowing every private address.",
+    )
     webhook_ca_bundle: Path | None = Field(
         None,
         description="PEM file of CA certificates webhook receivers' certificates may also "
@@ -203,7 +208,7 @@ class Settings(BaseSettings):
         # An empty VERA_X= (as compose files and .env templates leave them) means "unset".
         return None if value == "" else value
 
-    @field_validator("model_sources", mode="before")
+    @field_validator("model_sources", "webhook_private_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value):
         if isinstance(value, str):

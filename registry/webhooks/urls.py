@@ -4,7 +4,8 @@ again right before each send.
 A tenant chooses the URL, and the registry's workers connect to it: without these rules a
 webhook could reach the cloud metadata service or any host inside the operator's network.
 So: https only (`VERA_WEBHOOK_ALLOW_HTTP` for development), no credentials in the URL, and
-every address the host resolves to must be public (`VERA_WEBHOOK_ALLOW_PRIVATE` lifts that).
+every address the host resolves to must be public (`VERA_WEBHOOK_PRIVATE_HOSTS` lifts that
+for the hosts it names, `VERA_WEBHOOK_ALLOW_PRIVATE` for all).
 The sender connects to an address it has just checked (see `sender.py`), so a DNS answer
 that changes between the check and the connection (rebinding) cannot slip through.
 """
@@ -108,13 +109,16 @@ def check_url(url: str, settings: Settings, resolve: Resolver = system_resolver)
         raise WebhookUrlError(f"the webhook host {host!r} does not resolve: {exc}") from exc
     if not addresses:
         raise WebhookUrlError(f"the webhook host {host!r} does not resolve to any address")
-    if not settings.webhook_allow_private:
+    exempt = host.rstrip(".") in {
+        name.lower().rstrip(".") for name in settings.webhook_private_hosts
+    }
+    if not (settings.webhook_allow_private or exempt):
         for address in addresses:
             if not is_public(ipaddress.ip_address(address.split("%", 1)[0])):
                 raise WebhookUrlError(
                     f"the webhook host {host!r} resolves to {address}, which is not a public "
-                    "address; the operator may allow private receivers with "
-                    "VERA_WEBHOOK_ALLOW_PRIVATE=true",
+                    "address; the operator may allow this host with VERA_WEBHOOK_PRIVATE_HOSTS "
+                    "or every private receiver with VERA_WEBHOOK_ALLOW_PRIVATE=true",
                     details={"host": host, "address": address},
                 )
     return CheckedUrl(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))

@@ -102,3 +102,14 @@ def test_a_host_that_does_not_resolve_is_refused() -> None:
 
     with pytest.raises(WebhookUrlError, match="does not resolve"):
         check_url("https://nowhere.invalid/", _settings(), fail)
+
+
+def test_named_hosts_may_resolve_to_private_addresses(monkeypatch) -> None:
+    monkeypatch.setenv("VERA_WEBHOOK_PRIVATE_HOSTS", "Hooks.Internal., other.internal")
+    settings = Settings(_env_file=None)
+    assert settings.webhook_private_hosts == ["Hooks.Internal.", "other.internal"]
+    private = _resolver("10.0.0.5")
+    assert check_url("https://hooks.internal/x", settings, private).addresses == ("10.0.0.5",)
+    assert check_url("https://HOOKS.internal./x", settings, private)
+    with pytest.raises(WebhookUrlError, match="VERA_WEBHOOK_PRIVATE_HOSTS"):
+        check_url("https://evil.example/x", settings, private)
