@@ -14,9 +14,11 @@ from registry.webhooks.models import WebhookDelivery
 from registry.webhooks.outbox import emit
 from registry.webhooks.sender import (
     BACKOFF_STEPS,
+    KEEP_FINISHED_DAYS,
     MAX_ATTEMPTS,
     Outcome,
     claim_due,
+    prune_finished,
     record,
     retry_delay_s,
     send_due,
@@ -249,3 +251,18 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
     [delivery] = _deliveries(client, tenant, webhook["id"])
     assert delivery["state"] == "pending" and delivery["last_status"] is None
     assert delivery["last_error"].startswith("ReadTimeout")
+
+
+def test_finished_deliveries_are_pruned_after_their_keeping_time(client, app, tenant, receiver):
+    webhook = _register(client, tenant, receiver)
+    old = utcnow() - timedelta(days=KEEP_FINISHED_DAYS, hours=1)
+    with session_scope(app.state.session_factory) as session:
+        for state in ("succeeded", "failed", "pending"):
+            emit(session, tenant.id, "job.failed", {"job_id": state})
+        rows = session.query(WebhookDelivery).all()
+        for row, state in zip(rows, ("succeeded", "failed", "pending"), strict=True):
+            row.state, row.created_at = state, old
+        emit(session, tenant.id, "job.failed", {"job_id": "recent"})
+    assert prune_finished(app.state.session_factory) == 2
+    left = _deliveries(client, tenant, webhook["id"])
+    assert sorted(d["state"] for d in left) == ["pending", "pending"]
