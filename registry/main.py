@@ -46,6 +46,7 @@ def create_app(
     from registry.jobs.router import router as jobs_router
     from registry.tenants.retention import router as retention_router
     from registry.tenants.router import router as tenants_router
+    from registry.webhooks.router import router as webhooks_router
 
     settings = settings or get_settings()
     app = FastAPI(
@@ -105,6 +106,7 @@ def create_app(
         adapters_router,
         erasure_router,
         serving_router,
+        webhooks_router,
     ):
         app.include_router(router)
     return app

@@ -17,6 +17,7 @@ TRAIN_TASK = "vera.train"
 SWEEP_TASK = "vera.sweep"
 BLOB_GC_TASK = "vera.blob_gc"
 RETENTION_TASK = "vera.retention"
+WEBHOOKS_TASK = "vera.webhooks"
 
 
 def broker_transport_options(settings: Settings) -> dict:
@@ -66,6 +67,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             BLOB_GC_TASK: {"queue": MAINTENANCE_QUEUE},
             RETENTION_TASK: {"queue": MAINTENANCE_QUEUE},
+            WEBHOOKS_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         task_soft_time_limit=settings.job_max_runtime_s,
         task_time_limit=settings.job_max_runtime_s + 120,
@@ -77,6 +79,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             "sweep": _every(SWEEP_TASK, settings.sweep_interval_s),
             "blob-gc": _every(BLOB_GC_TASK, settings.blob_gc_interval_s),
             "retention": _every(RETENTION_TASK, settings.retention_interval_s),
+            "webhooks": _every(WEBHOOKS_TASK, settings.webhook_interval_s),
         },
         accept_content=["json"],
         task_serializer="json",

@@ -6,7 +6,7 @@ worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `job
 `demo` the guided tour.
 """
 
-from registry.cli import adapters, admin, demo, erasure, jobs, local, remote  # noqa: F401  (commands)
+from registry.cli import adapters, admin, demo, erasure, jobs, local, remote, webhooks  # noqa: F401
 from registry.cli.app import main
 
 __all__ = ["main"]
