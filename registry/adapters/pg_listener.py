@@ -66,7 +66,9 @@ def notify_alias_event(session: Session, event) -> None:
 
 
 def _row(payload: str) -> EventRow:
-    seq, tenant_id, user_id, adapter_name, alias, kind, adapter_ids = json.loads(payload)
+    # A process of the previous release (during a rolling upgrade) sends only the first five.
+    fields = [*json.loads(payload), "set", None][:7]
+    seq, tenant_id, user_id, adapter_name, alias, kind, adapter_ids = fields
     return int(seq), tenant_id, user_id, adapter_name, alias, kind, adapter_ids
 
 
