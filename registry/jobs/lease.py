@@ -218,6 +218,10 @@ def finish_success(
 ) -> AdapterVersion:
     """In the caller's one transaction: the version, the job's success, and `live` moved."""
     job = _lock_owned(session, claim)
+    if job.publish:
+        # Locks in the order every writer takes them (job, feed, then adapter rows): an API
+        # publish or a deletion on this adapter at the same moment waits, never deadlocks.
+        adapters._lock_feed(session)
     adapter = session.get(Adapter, job.adapter_id)
     version = adapters.create_version(
         session,
