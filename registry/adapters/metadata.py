@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.adapters.models import Adapter, AdapterTag, AdapterVersion, VersionTag
@@ -84,6 +85,9 @@ def update(
     """Change the description (when given; None or "" clears it) and tags of `version`,
     or of `adapter` when no version is given; the adapter counts as updated either way."""
     target = version if version is not None else adapter
+    # Concurrent changes of one adapter's tags apply one after the other, each to the
+    # set the previous one left (the tags are read only after this lock).
+    session.execute(select(Adapter.id).where(Adapter.id == adapter.id).with_for_update())
     if description is not _UNSET:
         target.description = _description(description)
     if tags is not None or add_tags or remove_tags:

@@ -247,3 +247,17 @@ def test_every_list_route_pages_in_one_shape(client, app, tenant):
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_cursor"
     too_many = client.get("/v1/users", params={"limit": 501}, headers=auth)
     assert too_many.status_code == 422
+
+
+def test_concurrent_tag_additions_all_stay(client, app, tenant):
+    from concurrent.futures import ThreadPoolExecutor
+
+    adapter_id = _adapter(app, tenant, versions=1)
+    url = f"/v1/adapters/{adapter_id}"
+
+    def add(i: int) -> int:
+        return client.patch(url, json={"add_tags": [f"t{i}"]}, headers=tenant.auth()).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(add, range(8))) == {200}
+    assert client.get(url, headers=tenant.auth()).json()["tags"] == [f"t{i}" for i in range(8)]
