@@ -516,8 +516,10 @@ class RegistryClient(MetadataMixin):
             self.upload_model_file(folder / file["path"], file["sha256"], sent)
         return self.register_base_model(body)
 
-    def list_base_models(self) -> dict:
-        return self._json("GET", "/v1/base-models")
+    def list_base_models(self, cursor: str | None = None, limit: int = 50) -> dict:
+        """One page of base models (`pages("/v1/base-models")` for all)."""
+        params = {"cursor": cursor, "limit": limit} if cursor else {"limit": limit}
+        return self._json("GET", "/v1/base-models", params=params)
 
     def get_base_model(self, base_model_id: str) -> dict:
         return self._json("GET", f"/v1/base-models/{_segment(base_model_id)}")
