@@ -9,9 +9,10 @@ nesting level. Each rule lives here once and is applied at the edge: the API's i
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 INT32_MAX = 2**31 - 1
 MAX_JSON_DEPTH = 64
@@ -41,6 +42,17 @@ def _checked_text(value: str) -> str:
 
 # A string field held to the text rule (pydantic), for input parsed outside the guard.
 Text = Annotated[str, AfterValidator(_checked_text)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+# A point in time given with its offset (a naive time is refused), as UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class JsonInputError(ValueError):

@@ -9,10 +9,10 @@ import json
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 
 from registry.errors import BadRequest
-from registry.input_rules import Int32, Text
+from registry.input_rules import Int32, Text, UtcDatetime
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def encode_cursor(value: Any) -> str:
 RowId = Annotated[Text, Field(min_length=1, max_length=64)]
 ById = RowId
 ByNumber = Int32
-ByCreatedAt = tuple[AwareDatetime, RowId]
+ByCreatedAt = tuple[UtcDatetime, RowId]
 BySeq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 ByName = Annotated[Text, Field(min_length=1, max_length=200)]
 

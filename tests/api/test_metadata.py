@@ -261,3 +261,18 @@ def test_concurrent_tag_additions_all_stay(client, app, tenant):
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(add, range(8))) == {200}
     assert client.get(url, headers=tenant.auth()).json()["tags"] == [f"t{i}" for i in range(8)]
+
+
+def test_times_beyond_utcs_range_are_refused_not_500(client, tenant):
+    import base64
+    import json
+
+    auth = tenant.auth()
+    for edge in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00"):
+        response = client.get("/v1/users", params={"updated_since": edge}, headers=auth)
+        assert response.status_code == 422, response.text
+        cursor = base64.urlsafe_b64encode(json.dumps([edge, "x"]).encode()).decode()
+        for url in ("/v1/jobs", "/v1/datasets", "/v1/keys"):
+            response = client.get(url, params={"cursor": cursor}, headers=auth)
+            assert response.status_code == 400, (url, response.text)
+            assert response.json()["error"]["code"] == "bad_cursor"
