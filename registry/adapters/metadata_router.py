@@ -17,7 +17,7 @@ from registry.adapters.schemas import (
 )
 from registry.api.deps import ReadDep, SessionDep, TrainDep
 from registry.api.pagination import DEFAULT_LIMIT, ByName, Limit, Page, decode_cursor, next_cursor
-from registry.input_rules import UtcDatetime
+from registry.input_rules import IsoUtcDatetime
 from registry.names import Tag
 
 router = APIRouter(tags=["adapters"])
@@ -32,7 +32,7 @@ def list_users(
         str | None, Query(max_length=64, description="Only adapters of this base model.")
     ] = None,
     updated_since: Annotated[
-        UtcDatetime | None,
+        IsoUtcDatetime | None,
         Query(description="Only adapters updated (version, alias move, metadata) since."),
     ] = None,
     cursor: str | None = None,
