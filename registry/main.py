@@ -37,6 +37,7 @@ def create_app(
     dispatcher: JobDispatcher | None = None,
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
+    from registry.adapters.metadata_router import router as metadata_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
@@ -96,6 +97,7 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        metadata_router,
         serving_router,
         webhooks_router,
     ):

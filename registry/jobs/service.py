@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry.adapters import metadata
 from registry.adapters.models import AdapterVersion, Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
-from registry.db import get_owned, utcnow
+from registry.db import created_before, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.packing import pack_key
@@ -31,8 +32,17 @@ TRANSITIONS = {
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
+# Fields added after requests were first hashed: left out while unset, so an
+# Idempotency-Key replay of an older request still matches.
+_LATER_FIELDS = ("description", "tags", "adapter_description", "adapter_tags")
+
+
 def _request_sha256(request: JobRequest) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+    body = request.model_dump(mode="json")
+    for field in _LATER_FIELDS:
+        if not body[field]:
+            del body[field]
+    canonical = json.dumps(body, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -131,6 +141,8 @@ def submit_job(
         warm_start_version_id=warm_start_version_id,
         publish=request.publish,
         queue=request.queue,
+        description=request.description or None,
+        tags=sorted(set(request.tags)),
         state="queued",
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
@@ -155,7 +167,19 @@ def submit_job(
             raise
         return existing, False
     append_job_event(session, job.id, "state", {"state": "queued"})
+    _apply_adapter_metadata(session, adapter, request)
     return job, True
+
+
+def _apply_adapter_metadata(session: Session, adapter, request: JobRequest) -> None:
+    """adapter_description / adapter_tags of a new job replace the adapter's (as a PATCH)."""
+    changes: dict = {}
+    if request.adapter_description is not None:
+        changes["description"] = request.adapter_description
+    if request.adapter_tags is not None:
+        changes["tags"] = request.adapter_tags
+    if changes:
+        metadata.update(session, adapter, **changes)
 
 
 def _replay(session: Session, tenant_id: str, key: str, request_sha256: str) -> Job | None:
@@ -193,10 +217,7 @@ def list_jobs(
     if state is not None:
         query = query.where(Job.state == state)
     if before is not None:
-        created_at, job_id = before
-        query = query.where(
-            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
-        )
+        query = query.where(created_before(Job, before))
     return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 
