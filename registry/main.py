@@ -40,6 +40,7 @@ def create_app(
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
+    from registry.audit.router import router as audit_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
     from registry.tenants.router import router as tenants_router
@@ -96,6 +97,7 @@ def create_app(
         jobs_router,
         adapters_router,
         serving_router,
+        audit_router,
     ):
         app.include_router(router)
     return app

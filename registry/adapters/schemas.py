@@ -6,6 +6,12 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry.input_rules import Text
+
+# Why an alias moved, as the caller says it: kept in the history and the audit log.
+Reason = Text | None
+REASON = Field(None, max_length=500, description="Why (kept in the history and audit log).")
+
 
 class AdapterOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -48,12 +54,14 @@ class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=2**31 - 1)
+    reason: Reason = REASON
 
 
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to_version: int | None = Field(None, ge=1, le=2**31 - 1)
+    reason: Reason = REASON
 
 
 class AliasEventOut(BaseModel):
@@ -69,6 +77,10 @@ class AliasEventOut(BaseModel):
     to_version: int
     generation: int
     created_at: datetime
+    actor_key_id: str | None = Field(
+        None, description="The API key that moved the alias; null: a job's publish."
+    )
+    reason: str | None = None
 
 
 class FeedOut(BaseModel):

@@ -222,7 +222,14 @@ def finish_success(
         parent_version_id=job.warm_start_version_id,
     )
     if job.publish:
-        adapters.set_alias(session, job.tenant_id, adapter.id, "live", version.number)
+        adapters.set_alias(
+            session,
+            job.tenant_id,
+            adapter.id,
+            "live",
+            version.number,
+            reason=f"published by job {job.id}",
+        )
     _finish(session, job, "succeeded", result_version_id=version.id, progress=1.0)
     append_job_event(session, job.id, "metrics", metrics)
     return version
