@@ -56,6 +56,7 @@ OWN_TENANT = {
     ("POST", "/v1/base-models/files/{sha256}/presign"),
     ("GET", "/v1/users/{user_id}/adapters"),
     ("GET", "/v1/resolve"),
+    ("GET", "/v1/audit"),
 }
 
 
@@ -82,6 +83,9 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
     for url in ("/v1/base-models", "/v1/jobs"):
         assert client.get(url, headers=intruder).json()["items"] == []
     assert client.get("/v1/feed", headers=intruder).json()["events"] == []
+    owner_audit = {e["id"] for e in client.get("/v1/audit", headers=auth).json()["items"]}
+    seen_audit = {e["id"] for e in client.get("/v1/audit", headers=intruder).json()["items"]}
+    assert owner_audit and not owner_audit & seen_audit
     assert client.get("/v1/users/bob/adapters", headers=intruder).json() == []
     assert client.get("/v1/resolve", params={"user_id": "bob"}, headers=intruder).status_code == 404
     own_keys = client.get("/v1/keys", headers=intruder).json()
