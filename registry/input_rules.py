@@ -9,9 +9,11 @@ nesting level. Each rule lives here once and is applied at the edge: the API's i
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 INT32_MAX = 2**31 - 1
 MAX_JSON_DEPTH = 64
@@ -41,6 +43,28 @@ def _checked_text(value: str) -> str:
 
 # A string field held to the text rule (pydantic), for input parsed outside the guard.
 Text = Annotated[str, AfterValidator(_checked_text)]
+
+
+_ISO_DATE_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    # Pydantic also reads "1700000000" or "0.5" as Unix times; a query's time is ISO 8601 only.
+    if isinstance(value, str) and not _ISO_DATE_START.match(value):
+        raise ValueError("expected an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before the first representable time
+        raise ValueError("time out of range once converted to UTC") from None
+
+
+# A point in time given as text (query parameters): ISO 8601 with a zone, nothing else;
+# converted to UTC (what the database compares).
+AwareTime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_in_utc)]
 
 
 class JsonInputError(ValueError):

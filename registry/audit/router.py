@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from registry.api.deps import AdminDep, SessionDep
 from registry.api.pagination import MAX_LIMIT, Page, decode_cursor, encode_cursor
 from registry.audit import service
 from registry.audit.schemas import AuditEventOut
+from registry.input_rules import AwareTime
 
 router = APIRouter(tags=["audit"])
 
@@ -23,7 +24,7 @@ def list_audit(
     principal: AdminDep,
     session: SessionDep,
     action: Action | None = None,
-    since: Annotated[AwareDatetime | None, Query(description="Events at or after this.")] = None,
+    since: Annotated[AwareTime | None, Query(description="Events at or after this.")] = None,
     cursor: str | None = None,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
 ) -> Page[AuditEventOut]:

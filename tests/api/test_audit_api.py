@@ -172,6 +172,8 @@ def test_audit_filters_and_pages(client, app, tenant, other_tenant):
     for params in (
         {"action": "alias.exploded"},
         {"since": "2026-01-01T00:00:00"},  # a time without a zone is no point in time
+        {"since": "1700000000"},  # no Unix times: ISO 8601 only
+        {"since": "0001-01-01T00:00:00+01:00"},  # before the first time UTC can hold
         {"limit": 0},
         {"limit": 501},
     ):
