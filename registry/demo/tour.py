@@ -279,7 +279,7 @@ class Tour:
         changed = self.runtime.sync()
         bad = self.accuracy()
         adapter = self.adapters["carol"]
-        moved = self.client.rollback(adapter, "live")
+        moved = self.client.rollback(adapter, "live", reason="v2 learned from shuffled labels")
         changed_back = self.runtime.sync()
         restored = self.accuracy()
         table = _table("user", "live v1", "after v2 went live", "after the rollback")
@@ -295,6 +295,7 @@ class Tour:
         history = self.client.history(adapter, "live")
         moves = " → ".join(f"{e['kind']} v{e['to_version']}" for e in history)
         self.out.print(f"  carol's `live` history: {moves}; now v{moved['version']}")
+        self.out.print(f"  the history keeps who rolled back and why: {history[-1]['reason']!r}")
         self.report["rollback"] = {
             "reloaded_on_publish": changed,
             "reloaded_on_rollback": changed_back,
