@@ -6,11 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.input_rules import Text
+from registry.input_rules import bounded_text
 
 # Why an alias moved, as the caller says it: kept in the history and the audit log.
-Reason = Text | None
-REASON = Field(None, max_length=500, description="Why (kept in the history and audit log).")
+Reason = bounded_text(500)
+REASON = Field(None, description="Why: kept in the alias history and the audit log.")
 
 
 class AdapterOut(BaseModel):
@@ -54,14 +54,14 @@ class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=2**31 - 1)
-    reason: Reason = REASON
+    reason: Reason | None = REASON
 
 
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to_version: int | None = Field(None, ge=1, le=2**31 - 1)
-    reason: Reason = REASON
+    reason: Reason | None = REASON
 
 
 class AliasEventOut(BaseModel):
@@ -78,7 +78,7 @@ class AliasEventOut(BaseModel):
     generation: int
     created_at: datetime
     actor_key_id: str | None = Field(
-        None, description="The API key that moved the alias; null: a job's publish."
+        None, description="The API key that moved the alias; null: a job's own publish."
     )
     reason: str | None = None
 
