@@ -44,6 +44,7 @@ def create_app(
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
     from registry.tenants.router import router as tenants_router
+    from registry.webhooks.router import router as webhooks_router
 
     settings = settings or get_settings()
     app = FastAPI(
@@ -98,6 +99,7 @@ def create_app(
         adapters_router,
         serving_router,
         audit_router,
+        webhooks_router,
     ):
         app.include_router(router)
     return app

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.adapters.models import Alias
+from registry.adapters.models import AdapterVersion, Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
 from registry.db import get_owned, utcnow
@@ -19,6 +19,7 @@ from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.packing import pack_key
 from registry.jobs.schemas import JobRequest
 from registry.vera.capabilities import job_problems
+from registry.webhooks.outbox import emit
 
 TRANSITIONS = {
     "queued": {"running", "cancelled", "failed"},
@@ -228,7 +229,27 @@ def transition_job(session: Session, job: Job, new_state: str, **fields) -> Job:
             error_code=job.error_code, error_kind=job.error_kind, error_message=job.error_message
         )
     append_job_event(session, job.id, "state", data)
+    if new_state in ("succeeded", "failed"):
+        _emit_finished(session, job)
     return job
+
+
+def _emit_finished(session: Session, job: Job) -> None:
+    """The `job.succeeded` / `job.failed` webhook event, in the transaction that ends it."""
+    version = session.get(AdapterVersion, job.result_version_id) if job.result_version_id else None
+    data = {
+        "job_id": job.id,
+        "user_id": job.user_id,
+        "adapter_id": job.adapter_id,
+        "state": job.state,
+        "version": version.number if version is not None else None,
+    }
+    if job.state == "failed":
+        data.update(
+            error_code=job.error_code, error_kind=job.error_kind, error_message=job.error_message
+        )
+    # adapter_id: erasing the user removes the deliveries (they name the user).
+    emit(session, job.tenant_id, f"job.{job.state}", data, adapter_id=job.adapter_id)
 
 
 def append_job_event(session: Session, job_id: str, kind: str, data: dict) -> JobEvent:

@@ -16,6 +16,12 @@ def _world(client, app, tenant):
     )
     client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 1}, headers=auth)
     key = client.get("/v1/keys", headers=auth).json()[0]
+    webhook = client.post(
+        "/v1/webhooks",
+        json={"url": "https://93.184.215.14/hook", "event_types": ["job.failed"]},
+        headers=auth,
+    ).json()
+    delivery = client.post(f"/v1/webhooks/{webhook['id']}/ping", headers=auth).json()
     return {
         "base_model_id": base["id"],
         "dataset_id": dataset["id"],
@@ -26,6 +32,8 @@ def _world(client, app, tenant):
         "user_id": "bob",
         "key_id": key["id"],
         "sha256": base["files"][0]["sha256"],
+        "webhook_id": webhook["id"],
+        "delivery_id": delivery["id"],
     }
 
 
@@ -57,6 +65,8 @@ OWN_TENANT = {
     ("GET", "/v1/users/{user_id}/adapters"),
     ("GET", "/v1/resolve"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
 }
 
 
@@ -80,7 +90,7 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
             checked += 1
     assert checked >= 15
     # Tenant-wide routes: the intruder sees none of the owner's rows.
-    for url in ("/v1/base-models", "/v1/jobs"):
+    for url in ("/v1/base-models", "/v1/jobs", "/v1/webhooks"):
         assert client.get(url, headers=intruder).json()["items"] == []
     assert client.get("/v1/feed", headers=intruder).json()["events"] == []
     owner_audit = {e["id"] for e in client.get("/v1/audit", headers=auth).json()["items"]}
