@@ -4,6 +4,8 @@ job's publish is audited with no actor and the job as its reason."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from registry.adapters import service as adapters
 from registry.audit import service as audit_log
+from registry.db import session_scope
 from registry.errors import Conflict, NotFound
 from registry.jobs import lease
 from registry.jobs import service as jobs
@@ -135,3 +138,41 @@ def test_a_jobs_publish_names_the_job_and_no_key(session):
     (row,) = audit_log.list_events(session, tenant.id, action="alias.set")
     assert row.actor_key_id is None and row.adapter_id == adapter.id
     assert row.details["reason"] == f"published by job {job.id}"
+
+
+def test_concurrent_moves_on_postgresql_leave_one_audit_row_per_move(pg_session_factory):
+    """Twenty writers race on one generation: one move wins, and the log holds that one
+    move and no trace of the nineteen refused ones."""
+    with session_scope(pg_session_factory) as session:
+        tenant = factories.tenant(session)
+        adapter = factories.adapter(session, tenant.id)
+        for _ in range(20):
+            factories.version(session, adapter)
+        adapters.set_alias(session, tenant.id, adapter.id, "live", 1)
+        tenant_id, adapter_id = tenant.id, adapter.id
+    barrier = threading.Barrier(20)
+
+    def move(index: int) -> bool:
+        barrier.wait()
+        try:
+            with session_scope(pg_session_factory) as session:
+                adapters.set_alias(
+                    session, tenant_id, adapter_id, "live", index + 1, 1, actor_key_id=f"k{index}"
+                )
+        except Conflict:
+            return False
+        return True
+
+    with ThreadPoolExecutor(20) as pool:
+        won = [i for i, ok in enumerate(pool.map(move, range(20))) if ok]
+    assert len(won) == 1
+    with session_scope(pg_session_factory) as session:
+        rows = audit_log.list_events(session, tenant_id, action="alias.set")
+        history = adapters.alias_history(session, tenant_id, adapter_id, "live")
+        assert [(r.actor_key_id, r.details["generation"]) for r in rows] == [
+            (None, 1),
+            (f"k{won[0]}", 2),
+        ]
+        assert [(e.actor_key_id, e.generation) for e in history] == [
+            (r.actor_key_id, r.details["generation"]) for r in rows
+        ]
