@@ -45,6 +45,12 @@ def _checked_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(_checked_text)]
 
 
+def bounded_text(max_length: int) -> Any:
+    """Text of at most `max_length` characters (the length checked first, so its error says
+    "at most N characters")."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_checked_text)]
+
+
 def _in_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)

@@ -41,6 +41,7 @@ def create_app(
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
+    from registry.audit.router import router as audit_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
     from registry.tenants.router import router as tenants_router
@@ -99,6 +100,7 @@ def create_app(
         adapters_router,
         metadata_router,
         serving_router,
+        audit_router,
         webhooks_router,
     ):
         app.include_router(router)

@@ -242,7 +242,16 @@ def publish(
     generation (409 otherwise), If-Match: * only an existing one (412 otherwise);
     If-None-Match: * only creates. Without either it just moves."""
     expected = alias_precondition(if_match, if_none_match)
-    row = service.set_alias(session, principal.tenant_id, adapter_id, alias, body.version, expected)
+    row = service.set_alias(
+        session,
+        principal.tenant_id,
+        adapter_id,
+        alias,
+        body.version,
+        expected,
+        actor_key_id=principal.key_id,
+        reason=body.reason,
+    )
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
@@ -276,6 +285,8 @@ def rollback(
         alias,
         to_version=body.to_version if body else None,
         expected_generation=alias_precondition(if_match, None),
+        actor_key_id=principal.key_id,
+        reason=body.reason if body else None,
     )
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)

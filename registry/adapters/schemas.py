@@ -7,12 +7,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.input_rules import Text
+from registry.input_rules import bounded_text
 from registry.names import Tag
 
 # Descriptions and tags (rules: registry/adapters/metadata.py, registry/names.Tag).
-Description = Annotated[Text, Field(max_length=2000)]
+Description = bounded_text(2000)
 TagList = Annotated[list[Tag], Field(max_length=32)]
+
+# Why an alias moved, as the caller says it: kept in the history and the audit log.
+Reason = bounded_text(500)
+REASON = Field(None, description="Why: kept in the alias history and the audit log.")
 
 
 class AdapterOut(BaseModel):
@@ -100,12 +104,14 @@ class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=2**31 - 1)
+    reason: Reason | None = REASON
 
 
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to_version: int | None = Field(None, ge=1, le=2**31 - 1)
+    reason: Reason | None = REASON
 
 
 class AliasEventOut(BaseModel):
@@ -121,6 +127,10 @@ class AliasEventOut(BaseModel):
     to_version: int
     generation: int
     created_at: datetime
+    actor_key_id: str | None = Field(
+        None, description="The API key that moved the alias; null: a job's own publish."
+    )
+    reason: str | None = None
 
 
 class FeedOut(BaseModel):

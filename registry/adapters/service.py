@@ -18,8 +18,10 @@ from registry.adapters.models import (
     VersionTag,
 )
 from registry.adapters.pg_listener import notify_alias_event
+from registry.audit import service as audit_log
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, NotFound, PreconditionFailed
+from registry.webhooks.outbox import emit
 
 VERSION_ALLOCATION_ATTEMPTS = 20
 # Any constant works: it names the one lock that orders appends to the change feed.
@@ -205,10 +207,13 @@ def set_alias(
     expected_generation: Expected = None,
     *,
     kind: str = "set",
+    actor_key_id: str | None = None,
+    reason: str | None = None,
 ) -> Alias:
     """Point an alias at a version. `expected_generation`: None moves unconditionally,
     0 only creates, n only moves an alias still at generation n (else Conflict), "*" only
-    moves an alias that exists (else PreconditionFailed)."""
+    moves an alias that exists (else PreconditionFailed). `actor_key_id` (None: a worker or
+    a server-side command) and `reason` go to the history and the audit log."""
     names.require(names.AliasName, alias_name, "alias")
     adapter = get_adapter(session, tenant_id, adapter_id)
     version = get_version(session, tenant_id, adapter_id, version_number)
@@ -219,8 +224,9 @@ def set_alias(
         .with_for_update()
     )
     _check_generation(alias_name, expected_generation, alias.generation if alias else None)
+    move = {"kind": kind, "actor_key_id": actor_key_id, "reason": reason}
     if alias is None:
-        return _create_alias(session, adapter, alias_name, version, kind, expected_generation)
+        return _create_alias(session, adapter, alias_name, version, expected_generation, move)
     from_version = _number_of(session, alias.version_id)
     moved = session.execute(
         update(Alias)
@@ -231,11 +237,11 @@ def set_alias(
     if moved.rowcount != 1:
         raise _stale(alias_name, expected_generation, None)
     session.refresh(alias)
-    _append_event(session, adapter, alias, kind, from_version, version.number)
+    _append_event(session, adapter, alias, from_version, version.number, **move)
     return alias
 
 
-def _create_alias(session, adapter, alias_name, version, kind, expected) -> Alias:
+def _create_alias(session, adapter, alias_name, version, expected, move) -> Alias:
     alias = Alias(
         tenant_id=adapter.tenant_id,
         adapter_id=adapter.id,
@@ -248,7 +254,7 @@ def _create_alias(session, adapter, alias_name, version, kind, expected) -> Alia
             session.add(alias)
     except IntegrityError as exc:  # created by a concurrent writer since we looked
         raise _exists(alias_name, None) if expected == 0 else _stale(alias_name, 0, None) from exc
-    _append_event(session, adapter, alias, kind, None, version.number)
+    _append_event(session, adapter, alias, None, version.number, **move)
     return alias
 
 
@@ -292,7 +298,11 @@ def _number_of(session: Session, version_id: str) -> int:
     return session.scalar(select(AdapterVersion.number).where(AdapterVersion.id == version_id))
 
 
-def _append_event(session, adapter, alias, kind, from_version, to_version) -> AliasEvent:
+def _append_event(
+    session, adapter, alias, from_version, to_version, *, kind, actor_key_id, reason
+) -> AliasEvent:
+    """The one home of "an alias moved": its feed event, audit row and webhook event, all
+    in the caller's transaction."""
     event = AliasEvent(
         tenant_id=adapter.tenant_id,
         adapter_id=adapter.id,
@@ -303,11 +313,36 @@ def _append_event(session, adapter, alias, kind, from_version, to_version) -> Al
         from_version=from_version,
         to_version=to_version,
         generation=alias.generation,
+        actor_key_id=actor_key_id,
+        reason=reason,
     )
     session.add(event)
     adapter.updated_at = utcnow()
     session.flush()
     notify_alias_event(session, event)  # delivered to every API process on commit
+    move = {
+        "from_version": from_version,
+        "to_version": to_version,
+        "generation": alias.generation,
+        "reason": reason,
+    }
+    audit_log.record(
+        session,
+        adapter.tenant_id,
+        f"alias.{kind}",
+        actor_key_id=actor_key_id,
+        adapter_id=adapter.id,
+        target=alias.name,
+        details=move,
+    )
+    about = {
+        "adapter_id": adapter.id,
+        "user_id": adapter.user_id,
+        "adapter_name": adapter.name,
+        "alias": alias.name,
+        "kind": kind,
+    }
+    emit(session, adapter.tenant_id, "alias.moved", {**about, **move}, adapter_id=adapter.id)
     return event
 
 
@@ -318,19 +353,17 @@ def rollback_alias(
     alias_name: str,
     to_version: int | None = None,
     expected_generation: Expected = None,
+    *,
+    actor_key_id: str | None = None,
+    reason: str | None = None,
 ) -> Alias:
     """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
     move it to `to_version`."""
     get_alias(session, tenant_id, adapter_id, alias_name)
+    move = {"kind": "rollback", "actor_key_id": actor_key_id, "reason": reason}
     if to_version is not None:
         return set_alias(
-            session,
-            tenant_id,
-            adapter_id,
-            alias_name,
-            to_version,
-            expected_generation,
-            kind="rollback",
+            session, tenant_id, adapter_id, alias_name, to_version, expected_generation, **move
         )
     history = alias_history(session, tenant_id, adapter_id, alias_name)
     stack = target_stack(history)
@@ -342,9 +375,7 @@ def rollback_alias(
     generation = history[-1].generation
     _check_generation(alias_name, expected_generation, generation)
     # The target was read from the history up to `generation`: move only from there.
-    return set_alias(
-        session, tenant_id, adapter_id, alias_name, stack[-2], generation, kind="rollback"
-    )
+    return set_alias(session, tenant_id, adapter_id, alias_name, stack[-2], generation, **move)
 
 
 def target_stack(events: list[AliasEvent]) -> list[int]:

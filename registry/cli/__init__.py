@@ -8,6 +8,7 @@ worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `job
 from registry.cli import (  # noqa: F401  (commands)
     adapters,
     admin,
+    audit,
     demo,
     jobs,
     local,

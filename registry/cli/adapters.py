@@ -44,7 +44,10 @@ HISTORY_COLUMNS = [
     ("from_version", "from"),
     ("to_version", "to"),
     ("generation", "generation"),
+    ("actor_key_id", "actor", lambda k: k or "(job or server)"),
+    ("reason", "reason"),
 ]
+REASON_HELP = "Why (kept in the alias history and the audit log)."
 
 
 def _eval(metrics: dict) -> str:
@@ -143,6 +146,7 @@ def adapters_update(
 @click.option("--version", "number", type=int, required=True, help="Version to publish.")
 @click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option("--if-generation", type=int, help="Only if the alias is still at this generation.")
+@click.option("--reason", help=REASON_HELP)
 @remote_command
 def adapters_publish(
     remote: Remote,
@@ -152,10 +156,12 @@ def adapters_publish(
     number: int,
     alias: str,
     if_generation: int | None,
+    reason: str | None,
 ) -> None:
     """Point ALIAS at a version; servers following the feed switch to it."""
     ident = adapter_id(remote, adapter, user, name)
-    remote.show(remote.client.publish(ident, alias, number, if_match=if_generation), ALIAS_FIELDS)
+    moved = remote.client.publish(ident, alias, number, if_match=if_generation, reason=reason)
+    remote.show(moved, ALIAS_FIELDS)
 
 
 @adapters.command("rollback")
@@ -163,6 +169,7 @@ def adapters_publish(
 @click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option("--to", "to_version", type=int, help="Version [default: the one before].")
 @click.option("--if-generation", type=int, help="Only if the alias is still at this generation.")
+@click.option("--reason", help=REASON_HELP)
 @remote_command
 def adapters_rollback(
     remote: Remote,
@@ -172,10 +179,11 @@ def adapters_rollback(
     alias: str,
     to_version: int | None,
     if_generation: int | None,
+    reason: str | None,
 ) -> None:
     """Move ALIAS back to the version it pointed at before (or --to one)."""
     ident = adapter_id(remote, adapter, user, name)
-    moved = remote.client.rollback(ident, alias, to_version, if_match=if_generation)
+    moved = remote.client.rollback(ident, alias, to_version, if_match=if_generation, reason=reason)
     remote.show(moved, ALIAS_FIELDS)
 
 

@@ -36,6 +36,7 @@ from pydantic import ConfigDict
 
 from registry.adapters.schemas import AliasEventOut, BaseModelRef, Manifest, ProjectionRef
 from registry.base_models.schemas import PRESIGNED_PUT_MAX_BYTES
+from registry.client.audit import AuditClient
 from registry.client.metadata import MetadataMixin
 
 __all__ = [
@@ -138,7 +139,7 @@ class _FileChunks:
                     self.progress(len(chunk))
 
 
-class RegistryClient(MetadataMixin):
+class RegistryClient(MetadataMixin, AuditClient):
     """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
     `transport=` an httpx transport; otherwise one is made for `base_url`."""
 
@@ -420,13 +421,22 @@ class RegistryClient(MetadataMixin):
         return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/versions/{version}")
 
     def publish(
-        self, adapter_id: str, alias: str, version: int, if_match: int | None = None
+        self,
+        adapter_id: str,
+        alias: str,
+        version: int,
+        if_match: int | None = None,
+        reason: str | None = None,
     ) -> dict:
+        """Point `alias` at `version`; `reason` goes to the history and the audit log."""
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        body: dict[str, Any] = {"version": version}
+        if reason is not None:
+            body["reason"] = reason
         answer = self._json(
             "PUT",
             f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}",
-            json={"version": version},
+            json=body,
             headers=headers,
         )
         return self._remember(answer)
@@ -440,12 +450,15 @@ class RegistryClient(MetadataMixin):
         alias: str,
         to_version: int | None = None,
         if_match: int | None = None,
+        reason: str | None = None,
     ) -> dict:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        body = {"to_version": to_version, "reason": reason}
+        body = {k: v for k, v in body.items() if v is not None}
         answer = self._json(
             "POST",
             f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/rollback",
-            json={"to_version": to_version} if to_version is not None else None,
+            json=body or None,
             headers=headers,
         )
         return self._remember(answer)

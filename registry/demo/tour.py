@@ -280,7 +280,7 @@ class Tour:
         changed = self.runtime.sync()
         bad = self.accuracy()
         adapter = self.adapters["carol"]
-        moved = self.client.rollback(adapter, "live")
+        moved = self.client.rollback(adapter, "live", reason="v2 learned from shuffled labels")
         changed_back = self.runtime.sync()
         restored = self.accuracy()
         table = _table("user", "live v1", "after v2 went live", "after the rollback")
@@ -296,6 +296,7 @@ class Tour:
         history = self.client.history(adapter, "live")
         moves = " → ".join(f"{e['kind']} v{e['to_version']}" for e in history)
         self.out.print(f"  carol's `live` history: {moves}; now v{moved['version']}")
+        self.out.print(f"  the history keeps who rolled back and why: {history[-1]['reason']!r}")
         bad_number = self.client.list_versions(adapter)[-1]["number"]
         self.client.update_version(
             adapter, bad_number, add_tags=["bad"], description="trained on shuffled labels"

@@ -225,7 +225,14 @@ def finish_success(
     if job.description or job.tags:
         metadata.update(session, adapter, version, description=job.description, tags=job.tags)
     if job.publish:
-        adapters.set_alias(session, job.tenant_id, adapter.id, "live", version.number)
+        adapters.set_alias(
+            session,
+            job.tenant_id,
+            adapter.id,
+            "live",
+            version.number,
+            reason=f"published by job {job.id}",
+        )
     _finish(session, job, "succeeded", result_version_id=version.id, progress=1.0)
     append_job_event(session, job.id, "metrics", metrics)
     return version

@@ -48,7 +48,9 @@ class NewKeyOut(KeyOut):
 @router.post("", status_code=201, response_model=NewKeyOut)
 def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyOut:
     """Create an API key for this tenant; the response is the only time it is shown."""
-    key, plaintext = service.create_api_key(session, principal.tenant_id, body.scopes, body.name)
+    key, plaintext = service.create_api_key(
+        session, principal.tenant_id, body.scopes, body.name, actor_key_id=principal.key_id
+    )
     return NewKeyOut(**KeyOut.model_validate(key).model_dump(), api_key=plaintext)
 
 
@@ -73,6 +75,8 @@ def list_keys(
 def revoke_key(key_id: str, principal: AdminDep, session: SessionDep, request: Request) -> KeyOut:
     """Revoke a key: at once on this server, within a few seconds on the others (their
     auth caches)."""
-    key = service.revoke_api_key(session, principal.tenant_id, key_id)
+    key = service.revoke_api_key(
+        session, principal.tenant_id, key_id, actor_key_id=principal.key_id
+    )
     after_commit(session, lambda: request.app.state.auth_cache.forget_key(key_id))
     return KeyOut.model_validate(key)

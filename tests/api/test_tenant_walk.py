@@ -68,6 +68,7 @@ OWN_TENANT = {
     ("GET", "/v1/users"),
     ("GET", "/v1/datasets"),
     ("GET", "/v1/resolve"),
+    ("GET", "/v1/audit"),
     ("GET", "/v1/webhooks"),
     ("POST", "/v1/webhooks"),
 }
@@ -97,6 +98,9 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
         assert client.get(url, headers=intruder).json()["items"] == []
     assert client.get("/v1/users", headers=auth).json()["items"][0]["user_id"] == "alice"
     assert client.get("/v1/feed", headers=intruder).json()["events"] == []
+    owner_audit = {e["id"] for e in client.get("/v1/audit", headers=auth).json()["items"]}
+    seen_audit = {e["id"] for e in client.get("/v1/audit", headers=intruder).json()["items"]}
+    assert owner_audit and not owner_audit & seen_audit
     assert client.get("/v1/users/bob/adapters", headers=intruder).json()["items"] == []
     assert client.get("/v1/resolve", params={"user_id": "bob"}, headers=intruder).status_code == 404
     own_keys = client.get("/v1/keys", headers=intruder).json()["items"]
