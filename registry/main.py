@@ -18,6 +18,7 @@ from registry.api.deps import AuthCache
 from registry.api.errors import ERROR_RESPONSES, install_error_handlers
 from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from registry.api.rate_limit import RateLimiter
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.dispatch import JobDispatcher, NullDispatcher
@@ -42,7 +43,9 @@ def create_app(
     from registry.api.health import router as health_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
+    from registry.tenants.operator import router as operator_router
     from registry.tenants.router import router as tenants_router
+    from registry.tenants.usage import router as usage_router
 
     settings = settings or get_settings()
     app = FastAPI(
@@ -60,6 +63,7 @@ def create_app(
     app.state.store = store or open_store(settings)
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
+    app.state.rate_limiter = RateLimiter(settings, app.state.session_factory)
     app.state.blob_cache = BlobCache()
     app.state.version_index = {}
     app.state.feed_waiters = FeedWaiters()
@@ -96,6 +100,8 @@ def create_app(
         jobs_router,
         adapters_router,
         serving_router,
+        usage_router,
+        operator_router,
     ):
         app.include_router(router)
     return app
