@@ -122,6 +122,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.rate_limiter.aclose()
         if listener is not None:
             app.state.pg_listener = None
             listener.stop()

@@ -105,6 +105,12 @@ class RateLimiter:
         if wait > 0:
             raise RateLimited(rate, wait)
 
+    async def aclose(self) -> None:
+        """Close the Redis connection (the app's shutdown)."""
+        if self._redis is not None and self._redis_loop is asyncio.get_running_loop():
+            await self._redis.aclose()
+        self._redis = self._redis_loop = self._script = None
+
     def forget_tenant(self, tenant_id: str) -> None:
         """Read the tenant's limit again on its next request (the operator changed it)."""
         self._limits.pop(tenant_id, None)
