@@ -142,3 +142,17 @@ def companion_order(session: Session, pack_key: str, limit: int) -> list[str]:
     queue = session.scalar(select(Job.queue).where(Job.id == candidates[0].job_id))
     loads = _loads(session, queue, {c.tenant_id for c in candidates})
     return fair_order(candidates, loads, n)
+
+
+def pack_may_grow(session: Session, pack_key: str) -> bool:
+    """Continuous batching may add a job to a running pack only while the fairest claimable
+    job of its queue is one that could join it. Otherwise the pack drains, and its worker's
+    next claim goes to the tenant waiting: a pack that refilled for ever would starve every
+    job it cannot take."""
+    queue = session.execute(select(Job.queue).where(Job.pack_key == pack_key).limit(1)).first()
+    if queue is None:
+        return False
+    order = lead_order(session, queue.queue)
+    return (
+        bool(order) and session.scalar(select(Job.pack_key).where(Job.id == order[0])) == pack_key
+    )

@@ -145,8 +145,9 @@ def claim_companions(
     pack_size: int,
 ) -> list[Claim]:
     """Up to `limit` more queued jobs with this pack key for a pack of `pack_size` jobs now
-    (continuous batching: they join at the next step)."""
-    claims = _take_companions(session, key, worker, lease_s, pack_id, limit) if limit > 0 else []
+    (continuous batching: they join at the next step), while fair share lets the pack grow."""
+    grow = limit > 0 and fair_share.pack_may_grow(session, key)
+    claims = _take_companions(session, key, worker, lease_s, pack_id, limit) if grow else []
     _announce(session, claims, worker, pack_id, pack_size + len(claims))
     return claims
 

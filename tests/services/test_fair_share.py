@@ -147,3 +147,23 @@ def test_worker_claims_follow_the_model_and_no_job_waits_without_a_message(
         assert session.scalar(select(func.count()).where(Job.state == "queued")) == 0
     finally:
         session.rollback()
+
+
+def test_a_running_pack_stops_refilling_while_another_tenant_waits(session):
+    """Continuous batching must not starve a job that cannot join the pack."""
+    world = [{"queued": [0, 1, 2, 3], "running": 0, "served": None}]
+    queued, _, _ = _world_rows(session, world)
+    a_jobs = [job_id for _, job_id in queued["t0"]]
+    pack = lease.claim_next(session, a_jobs[0], "w", 60, pack_id="p", room=2)
+    key = session.get(Job, a_jobs[0]).pack_key
+    assert [c.job_id for c in pack] == a_jobs[:2]
+    b_queued, _, _ = _world_rows(session, [{"queued": [5], "running": 0, "served": None}])
+    ((_, b_job),) = b_queued["t0"]
+    session.get(Job, b_job).pack_key = "other"  # another tenant's model: it cannot join
+    session.flush()
+    more = lease.claim_companions(session, key, "w", 60, pack_id="p", limit=2, pack_size=2)
+    assert more == []  # b's job is the fairest: the pack drains instead
+    (b_claim,) = lease.claim_next(session, a_jobs[2], "w2", 60, pack_id="q", room=2)
+    assert b_claim.job_id == b_job
+    more = lease.claim_companions(session, key, "w", 60, pack_id="p", limit=2, pack_size=2)
+    assert [c.job_id for c in more] == a_jobs[2:]
