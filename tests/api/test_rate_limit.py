@@ -3,6 +3,8 @@ Redis, per process without it; health endpoints never limited."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -42,14 +44,15 @@ def test_in_process_limit_429_with_retry_after_health_never_limited(db_url, tmp_
     tenant = Tenant(app, "acme")
     with TestClient(app) as client:
         assert client.get("/v1/keys", headers=tenant.auth()).status_code == 200  # no limit
-        body = {"max_requests_per_s": 2}
+        # One request every 4 s (a burst of one): slow test machines cannot refill it.
+        body = {"max_requests_per_s": 0.25}
         assert client.patch("/v1/operator/tenants/acme/quotas", json=body, headers=OPERATOR)
         codes = [client.get("/v1/usage", headers=tenant.auth()).status_code for _ in range(3)]
-        assert codes == [200, 200, 429]
+        assert codes == [200, 429, 429]
         refused = client.get("/v1/usage", headers=tenant.auth())
-        assert refused.headers["Retry-After"] == "1"
+        assert refused.headers["Retry-After"] in {"1", "2", "3", "4"}
         error = refused.json()["error"]
-        assert error["code"] == "rate_limited" and "2 requests per second" in error["message"]
+        assert error["code"] == "rate_limited" and "0.25 requests per second" in error["message"]
         assert error["details"]["limit"] == "max_requests_per_s"
         # Per key: the tenant's other key has its own budget.
         assert client.get("/v1/usage", headers=tenant.auth("read")).status_code == 200
@@ -64,11 +67,10 @@ def test_redis_shares_one_budget_per_key_across_api_processes(db_url, tmp_path, 
     assert first.state.rate_limiter.shared
     tenant = Tenant(first, "acme")
     with TestClient(first) as one, TestClient(second) as two:
-        body = {"max_requests_per_s": 2}
+        body = {"max_requests_per_s": 0.25}
         one.patch("/v1/operator/tenants/acme/quotas", json=body, headers=OPERATOR)
         auth = tenant.auth()
         assert one.get("/v1/usage", headers=auth).status_code == 200
-        assert two.get("/v1/usage", headers=auth).status_code == 200
         refused = two.get("/v1/usage", headers=auth)
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         assert one.get("/v1/usage", headers=auth).status_code == 429
@@ -83,3 +85,24 @@ def test_unreachable_redis_admits_requests(db_url, tmp_path, engine):
         client.patch("/v1/operator/tenants/acme/quotas", json=body, headers=OPERATOR)
         codes = {client.get("/v1/usage", headers=tenant.auth()).status_code for _ in range(3)}
     assert codes == {200}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_client_waits_out_a_429_and_goes_on(db_url, tmp_path, engine):
+    from registry.client.api import ClientError, RegistryClient
+
+    app = _app(db_url, tmp_path)
+    tenant = Tenant(app, "acme")
+    slept = []
+    with TestClient(app) as http:
+        body = {"max_requests_per_s": 0.25}
+        http.patch("/v1/operator/tenants/acme/quotas", json=body, headers=OPERATOR)
+        client = RegistryClient(api_key=tenant.keys["admin"], http=http, sleep=slept.append)
+        client.list_keys()
+        with pytest.raises(ClientError) as refused:  # the fake sleep waited for nothing
+            client.create_key("k", ["read"])
+        assert refused.value.status == 429 and len(slept) == client.retries
+        slept.clear()
+        client._sleep = lambda s: (slept.append(s), time.sleep(s))
+        assert client.create_key("k", ["read"])["name"] == "k"  # a POST too: nothing ran
+        assert len(slept) == 1 and 1 <= slept[0] <= 4
