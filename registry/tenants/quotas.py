@@ -3,7 +3,7 @@
 The one home of capacity limits (the rate limit is registry/api/rate_limit.py). Limits come
 from `effective_policy`; usage is counted with indexed SUM/COUNT queries at check time, so
 there is no counter to drift. A check that may admit something takes the tenant row's lock
-first (`FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serializes writers),
+first (`FOR NO KEY UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` serializes writers),
 so concurrent submits or uploads cannot both slip under a limit.
 """
 
@@ -121,7 +121,9 @@ def set_quotas(session: Session, tenant_id: str, changes: dict) -> dict:
 
 
 def _lock_tenant(session: Session, tenant_id: str) -> None:
-    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    # FOR NO KEY UPDATE: quota checks of one tenant wait for each other, while inserts that
+    # merely reference the tenant (their foreign keys take KEY SHARE) never wait for it.
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update(key_share=True))
 
 
 def begin_submit(session: Session, tenant_id: str, settings: Settings) -> Policy | None:
