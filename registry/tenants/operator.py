@@ -2,7 +2,7 @@
 
 Not a tenant-key API: the operator runs the service for all tenants, so these routes take
 the operator's bearer token (compared in constant time), never an API key, and address
-tenants by name. Unset token: the routes answer 404 `operator_api_off`.
+tenants by name. No token sent: 401; the setting unset: 404 `operator_api_off`.
 """
 
 from __future__ import annotations
@@ -33,16 +33,20 @@ async def require_operator(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(
+            "missing operator token: send 'Authorization: Bearer <VERA_OPERATOR_TOKEN>'",
+            code="missing_operator_token",
+        )
     token = request.app.state.settings.operator_token
     if token is None or not token.get_secret_value():
         raise NotFound(
             "the operator API is off: set VERA_OPERATOR_TOKEN on the API servers to turn it on",
             code="operator_api_off",
         )
-    given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+    if not hmac.compare_digest(credentials.credentials.encode(), token.get_secret_value().encode()):
         raise Unauthorized(
-            "the operator API takes the operator token: 'Authorization: Bearer "
+            "wrong operator token: the operator API takes 'Authorization: Bearer "
             "<VERA_OPERATOR_TOKEN>' (an API key is not accepted here)",
             code="bad_operator_token",
         )
