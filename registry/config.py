@@ -155,6 +155,38 @@ class Settings(BaseSettings):
         "unset: that API is off.",
     )
 
+    # Webhooks (registry/webhooks): where deliveries may go, and how the sender retries.
+    webhook_allow_http: bool = Field(
+        False, description="Accept http:// webhook URLs (development only; https otherwise)."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Accept webhook URLs whose host resolves to a private, loopback, "
+        "link-local or otherwise non-public address.",
+    )
+    webhook_private_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names whose webhook URLs may resolve to private "
+        "addresses (an internal receiver), without allowing every private address.",
+    )
+    webhook_ca_bundle: Path | None = Field(
+        None,
+        description="PEM file of CA certificates webhook receivers' certificates may also "
+        "chain to (besides the public CAs).",
+    )
+    webhook_interval_s: float = Field(
+        2.0, gt=0, description="How often the webhook sender looks for due deliveries."
+    )
+    webhook_retry_base_s: float = Field(
+        10.0,
+        gt=0,
+        description="First retry delay of a failed delivery; the later ones are multiples "
+        "(about 31 hours of retries in all at the default).",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="Longest wait for one webhook receiver's answer, seconds."
+    )
+
     @field_validator(
         "s3_endpoint_url",
         "s3_region",
@@ -164,6 +196,7 @@ class Settings(BaseSettings):
         "listen_database_url",
         "metrics_token",
         "operator_token",
+        "webhook_ca_bundle",
         "max_active_jobs",
         "max_stored_bytes",
         "max_users",
@@ -175,7 +208,7 @@ class Settings(BaseSettings):
         # An empty VERA_X= (as compose files and .env templates leave them) means "unset".
         return None if value == "" else value
 
-    @field_validator("model_sources", mode="before")
+    @field_validator("model_sources", "webhook_private_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value):
         if isinstance(value, str):

@@ -38,6 +38,7 @@ def create_app(
     dispatcher: JobDispatcher | None = None,
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
+    from registry.adapters.metadata_router import router as metadata_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
@@ -46,6 +47,7 @@ def create_app(
     from registry.tenants.operator import router as operator_router
     from registry.tenants.router import router as tenants_router
     from registry.tenants.usage import router as usage_router
+    from registry.webhooks.router import router as webhooks_router
 
     settings = settings or get_settings()
     app = FastAPI(
@@ -99,9 +101,11 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        metadata_router,
         serving_router,
         usage_router,
         operator_router,
+        webhooks_router,
     ):
         app.include_router(router)
     return app

@@ -16,6 +16,7 @@ MAINTENANCE_QUEUE = "maintenance"
 TRAIN_TASK = "vera.train"
 SWEEP_TASK = "vera.sweep"
 BLOB_GC_TASK = "vera.blob_gc"
+WEBHOOKS_TASK = "vera.webhooks"
 
 
 def broker_transport_options(settings: Settings) -> dict:
@@ -64,6 +65,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_routes={
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             BLOB_GC_TASK: {"queue": MAINTENANCE_QUEUE},
+            WEBHOOKS_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         task_soft_time_limit=settings.job_max_runtime_s,
         task_time_limit=settings.job_max_runtime_s + 120,
@@ -74,6 +76,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "sweep": _every(SWEEP_TASK, settings.sweep_interval_s),
             "blob-gc": _every(BLOB_GC_TASK, settings.blob_gc_interval_s),
+            "webhooks": _every(WEBHOOKS_TASK, settings.webhook_interval_s),
         },
         accept_content=["json"],
         task_serializer="json",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from functools import cache
 
 from celery.signals import worker_shutting_down
@@ -12,8 +13,9 @@ from celery.signals import worker_shutting_down
 from registry.config import get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.storage import open_store
+from registry.webhooks.sender import prune_finished, send_due
 from workers.blob_gc import collect_garbage
-from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, TRAIN_TASK, make_celery
+from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, TRAIN_TASK, WEBHOOKS_TASK, make_celery
 from workers.dispatch import CeleryDispatcher
 from workers.sweeper import sweep
 from workers.training import SHUTTING_DOWN, RetryLater, WorkerContext, run_training_job
@@ -62,6 +64,25 @@ def blob_gc_task() -> dict:
     ctx = context()
     deleted = collect_garbage(ctx.session_factory, ctx.store, ctx.settings.blob_gc_grace_s)
     return {"blobs_deleted": len(deleted)}
+
+
+# Finished deliveries are pruned once an hour per worker process, not on every 2 s tick.
+PRUNE_EVERY_S = 3600.0
+_last_prune = float("-inf")
+
+
+@app.task(name=WEBHOOKS_TASK)
+def webhooks_task() -> dict:
+    """Send the webhook deliveries that are due (one bounded batch); now and then drop
+    finished deliveries past their keeping time."""
+    ctx = context()
+    report = send_due(ctx.session_factory, ctx.settings)
+    global _last_prune
+    pruned = 0
+    if time.monotonic() - _last_prune > PRUNE_EVERY_S:
+        _last_prune = time.monotonic()
+        pruned = prune_finished(ctx.session_factory)
+    return {k: len(v) for k, v in vars(report).items()} | {"pruned": pruned}
 
 
 @cache

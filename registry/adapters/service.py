@@ -6,10 +6,17 @@ from typing import Literal
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from registry import names
-from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
+from registry.adapters.models import (
+    Adapter,
+    AdapterTag,
+    AdapterVersion,
+    Alias,
+    AliasEvent,
+    VersionTag,
+)
 from registry.adapters.pg_listener import notify_alias_event
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, NotFound, PreconditionFailed
@@ -71,9 +78,23 @@ def get_adapter(session: Session, tenant_id: str, adapter_id: str) -> Adapter:
     return get_owned(session, Adapter, tenant_id, adapter_id, "adapter")
 
 
-def list_user_adapters(session: Session, tenant_id: str, user_id: str) -> list[Adapter]:
+def list_user_adapters(
+    session: Session,
+    tenant_id: str,
+    user_id: str,
+    *,
+    tag: str | None = None,
+    after_name: str | None = None,
+    limit: int | None = None,
+) -> list[Adapter]:
+    """By name; `tag`: only adapters carrying it; `after_name`: the prior page's last."""
     query = select(Adapter).where(Adapter.tenant_id == tenant_id, Adapter.user_id == user_id)
-    return list(session.scalars(query.order_by(Adapter.name)))
+    if tag is not None:
+        query = query.where(Adapter.tag_rows.any(AdapterTag.tag == tag))
+    if after_name is not None:
+        query = query.where(Adapter.name > after_name)
+    query = query.options(selectinload(Adapter.tag_rows)).order_by(Adapter.name).limit(limit)
+    return list(session.scalars(query))
 
 
 def create_version(
@@ -112,6 +133,7 @@ def create_version(
         try:
             with session.begin_nested():
                 session.add(version)
+            adapter.updated_at = utcnow()
             return version
         except IntegrityError as exc:
             if job_id is not None and _version_of_job(session, job_id) is not None:
@@ -137,12 +159,21 @@ def get_version(session: Session, tenant_id: str, adapter_id: str, number: int) 
 
 
 def list_versions(
-    session: Session, tenant_id: str, adapter_id: str, *, after_number: int = 0, limit: int = 50
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    *,
+    after_number: int = 0,
+    limit: int = 50,
+    tag: str | None = None,
 ) -> list[AdapterVersion]:
     get_adapter(session, tenant_id, adapter_id)
     query = select(AdapterVersion).where(
         AdapterVersion.adapter_id == adapter_id, AdapterVersion.number > after_number
     )
+    if tag is not None:
+        query = query.where(AdapterVersion.tag_rows.any(VersionTag.tag == tag))
+    query = query.options(selectinload(AdapterVersion.tag_rows))
     return list(session.scalars(query.order_by(AdapterVersion.number).limit(limit)))
 
 
@@ -274,6 +305,7 @@ def _append_event(session, adapter, alias, kind, from_version, to_version) -> Al
         generation=alias.generation,
     )
     session.add(event)
+    adapter.updated_at = utcnow()
     session.flush()
     notify_alias_event(session, event)  # delivered to every API process on commit
     return event
@@ -329,13 +361,22 @@ def target_stack(events: list[AliasEvent]) -> list[int]:
 
 
 def alias_history(
-    session: Session, tenant_id: str, adapter_id: str, alias_name: str
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    alias_name: str,
+    *,
+    after_seq: int = 0,
+    limit: int | None = None,
 ) -> list[AliasEvent]:
+    """The alias's moves, oldest first (all of them unless `limit`)."""
     get_adapter(session, tenant_id, adapter_id)
     query = select(AliasEvent).where(
-        AliasEvent.adapter_id == adapter_id, AliasEvent.alias == alias_name
+        AliasEvent.adapter_id == adapter_id,
+        AliasEvent.alias == alias_name,
+        AliasEvent.seq > after_seq,
     )
-    return list(session.scalars(query.order_by(AliasEvent.seq)))
+    return list(session.scalars(query.order_by(AliasEvent.seq).limit(limit)))
 
 
 def read_feed(

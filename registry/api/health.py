@@ -24,6 +24,13 @@ router = APIRouter(tags=["health"])
 JOBS_BY_STATE = Gauge(
     "vera_jobs", "Jobs by state, read from the database at scrape time", ["state"]
 )
+WEBHOOK_DELIVERIES = Gauge(
+    "vera_webhook_deliveries", "Webhook deliveries by state, read at scrape time", ["state"]
+)
+WEBHOOK_LAG = Gauge(
+    "vera_webhook_oldest_due_seconds",
+    "How long the oldest due webhook delivery has waited for the sender (0: none waits)",
+)
 # Packs (workers write their counters to the database; read here at scrape time).
 PACK_GAUGES = {
     "packs": Gauge("vera_packs", "Packs training now (one per busy worker)"),
@@ -87,6 +94,24 @@ def _count_jobs(request: Request) -> tuple[dict[str, int], dict[str, float]]:
     return {state: count for state, count in rows}, packs
 
 
+def _count_webhooks(request: Request) -> tuple[dict[str, int], float]:
+    from registry.db import utcnow
+    from registry.webhooks.models import WebhookDelivery
+
+    now = utcnow()
+    with request.app.state.session_factory() as session:
+        rows = session.execute(
+            select(WebhookDelivery.state, func.count()).group_by(WebhookDelivery.state)
+        ).all()
+        oldest = session.scalar(
+            select(func.min(WebhookDelivery.next_attempt_at)).where(
+                WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now
+            )
+        )
+    lag = (now - oldest).total_seconds() if oldest is not None else 0.0
+    return {state: count for state, count in rows}, max(0.0, lag)
+
+
 def _check_metrics_token(request: Request) -> None:
     token = request.app.state.settings.metrics_token
     if token is None:
@@ -101,11 +126,16 @@ def _check_metrics_token(request: Request) -> None:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics: requests by route and status, latency, jobs by state, packs."""
+    """Prometheus metrics: requests by route and status, latency, jobs by state, packs,
+    webhook deliveries."""
     _check_metrics_token(request)
     counts, packs = await run_in_threadpool(_count_jobs, request)
     for state in ("queued", "running", "succeeded", "failed", "cancelled"):
         JOBS_BY_STATE.labels(state).set(counts.get(state, 0))
     for name, gauge in PACK_GAUGES.items():
         gauge.set(packs[name])
+    deliveries, lag = await run_in_threadpool(_count_webhooks, request)
+    for state in ("pending", "succeeded", "failed"):
+        WEBHOOK_DELIVERIES.labels(state).set(deliveries.get(state, 0))
+    WEBHOOK_LAG.set(lag)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

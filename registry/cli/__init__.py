@@ -5,7 +5,17 @@ worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `job
 `adapters` the commands that speak to a registry's API, `demo` the guided tour.
 """
 
-from registry.cli import adapters, admin, demo, jobs, local, quotas, remote  # noqa: F401
+from registry.cli import (  # noqa: F401  (commands)
+    adapters,
+    admin,
+    demo,
+    jobs,
+    local,
+    quotas,
+    remote,
+    users,
+    webhooks,
+)
 from registry.cli.app import main
 
 __all__ = ["main"]

@@ -8,7 +8,7 @@ import click
 
 from registry.cli import output
 from registry.cli.app import main
-from registry.cli.params import ADAPTER_NAME, ALIAS_NAME, USER_ID
+from registry.cli.params import ADAPTER_NAME, ALIAS_NAME, TAG, USER_ID
 from registry.cli.remote import Remote, remote_command
 
 ADAPTER_COLUMNS = [
@@ -17,7 +17,9 @@ ADAPTER_COLUMNS = [
     ("name", "name"),
     ("task", "task"),
     ("target_modules", "targets"),
-    ("created_at", "created", output.when),
+    ("tags", "tags", ",".join),
+    ("description", "description"),
+    ("updated_at", "updated", output.when),
 ]
 VERSION_COLUMNS = [
     ("number", "version"),
@@ -25,6 +27,8 @@ VERSION_COLUMNS = [
     ("blob_sha256", "sha256", lambda h: h[:16] + "…"),
     ("metrics", "eval", lambda m: _eval(m or {})),
     ("job_id", "job"),
+    ("tags", "tags", ",".join),
+    ("description", "description"),
     ("created_at", "created", output.when),
 ]
 ALIAS_FIELDS = [
@@ -80,20 +84,58 @@ def adapters() -> None:
 
 @adapters.command("list")
 @click.option("--user", type=USER_ID, required=True, help="Whose adapters.")
+@click.option("--tag", type=TAG, help="Only adapters with this tag.")
 @remote_command
-def adapters_list(remote: Remote, user: str) -> None:
+def adapters_list(remote: Remote, user: str, tag: str | None) -> None:
     """A user's adapters."""
-    remote.show(remote.client.list_adapters(user), ADAPTER_COLUMNS)
+    remote.show(remote.client.list_adapters(user, tag=tag), ADAPTER_COLUMNS)
 
 
 @adapters.command("versions")
 @adapter_argument
+@click.option("--tag", type=TAG, help="Only versions with this tag.")
 @remote_command
-def adapters_versions(remote: Remote, adapter: str | None, user: str | None, name: str) -> None:
-    """Every version of an adapter, oldest first (they never change)."""
-    remote.show(
-        remote.client.list_versions(adapter_id(remote, adapter, user, name)), VERSION_COLUMNS
+def adapters_versions(
+    remote: Remote, adapter: str | None, user: str | None, name: str, tag: str | None
+) -> None:
+    """Every version of an adapter, oldest first (their content never changes)."""
+    ident = adapter_id(remote, adapter, user, name)
+    remote.show(remote.client.list_versions(ident, tag=tag), VERSION_COLUMNS)
+
+
+@adapters.command("update")
+@adapter_argument
+@click.option("--version", "number", type=int, help="Change this version instead of the adapter.")
+@click.option("--description", help='New description ("" clears it).')
+@click.option("--add-tag", "add", type=TAG, multiple=True, help="Add a tag (repeatable).")
+@click.option("--remove-tag", "remove", type=TAG, multiple=True, help="Remove a tag (repeatable).")
+@click.option("--clear-tags", is_flag=True, help="Remove every tag first.")
+@remote_command
+def adapters_update(
+    remote: Remote,
+    adapter: str | None,
+    user: str | None,
+    name: str,
+    number: int | None,
+    description: str | None,
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+    clear_tags: bool,
+) -> None:
+    """Set the description and tags of an adapter, or of one of its versions (--version)."""
+    if description is None and not (add or remove or clear_tags):
+        raise click.UsageError("say what to change: --description, --add-tag, --remove-tag")
+    ident = adapter_id(remote, adapter, user, name)
+    changes = dict(
+        description=description,
+        tags=[] if clear_tags else None,
+        add_tags=add,
+        remove_tags=remove,
     )
+    if number is None:
+        remote.show(remote.client.update_adapter(ident, **changes), ADAPTER_COLUMNS)
+    else:
+        remote.show(remote.client.update_version(ident, number, **changes), VERSION_COLUMNS)
 
 
 @adapters.command("publish")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import count
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.config import Settings
-from registry.db import get_owned
+from registry.db import created_before, get_owned
 from registry.errors import Invalid, TooLarge
 from registry.input_rules import JsonInputError, load_json
 from registry.jobs.models import TASKS, Dataset
@@ -174,3 +176,21 @@ def create_dataset(
 
 def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
     return get_owned(session, Dataset, tenant_id, dataset_id, "dataset")
+
+
+def list_datasets(
+    session: Session,
+    tenant_id: str,
+    *,
+    user_id: str | None = None,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[Dataset]:
+    """Newest first; `before`: the (created_at, id) of the prior page's last dataset."""
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    if user_id is not None:
+        query = query.where(Dataset.user_id == user_id)
+    if before is not None:
+        query = query.where(created_before(Dataset, before))
+    query = query.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
+    return list(session.scalars(query))

@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from registry.adapters import metadata
 from registry.adapters import service as adapters
 from registry.adapters.models import Adapter, AdapterVersion
 from registry.db import utcnow
@@ -261,6 +262,8 @@ def finish_success(
         job_id=job.id,
         parent_version_id=job.warm_start_version_id,
     )
+    if job.description or job.tags:
+        metadata.update(session, adapter, version, description=job.description, tags=job.tags)
     if job.publish:
         adapters.set_alias(session, job.tenant_id, adapter.id, "live", version.number)
     _finish(session, job, "succeeded", result_version_id=version.id, progress=1.0)

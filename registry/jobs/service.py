@@ -10,17 +10,19 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.adapters.models import Alias
+from registry.adapters import metadata
+from registry.adapters.models import AdapterVersion, Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
 from registry.config import Settings
-from registry.db import get_owned, utcnow
+from registry.db import created_before, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.packing import pack_key
 from registry.jobs.schemas import JobRequest
 from registry.tenants import quotas
 from registry.vera.capabilities import job_problems
+from registry.webhooks.outbox import emit
 
 TRANSITIONS = {
     "queued": {"running", "cancelled", "failed"},
@@ -32,8 +34,17 @@ TRANSITIONS = {
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
+# Fields added after requests were first hashed: left out while unset, so an
+# Idempotency-Key replay of an older request still matches.
+_LATER_FIELDS = ("description", "tags", "adapter_description", "adapter_tags")
+
+
 def _request_sha256(request: JobRequest) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+    body = request.model_dump(mode="json")
+    for field in _LATER_FIELDS:
+        if not body[field]:
+            del body[field]
+    canonical = json.dumps(body, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -137,6 +148,8 @@ def submit_job(
         warm_start_version_id=warm_start_version_id,
         publish=request.publish,
         queue=request.queue,
+        description=request.description or None,
+        tags=sorted(set(request.tags)),
         state="queued",
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
@@ -161,7 +174,19 @@ def submit_job(
             raise
         return existing, False
     append_job_event(session, job.id, "state", {"state": "queued"})
+    _apply_adapter_metadata(session, adapter, request)
     return job, True
+
+
+def _apply_adapter_metadata(session: Session, adapter, request: JobRequest) -> None:
+    """adapter_description / adapter_tags of a new job replace the adapter's (as a PATCH)."""
+    changes: dict = {}
+    if request.adapter_description is not None:
+        changes["description"] = request.adapter_description
+    if request.adapter_tags is not None:
+        changes["tags"] = request.adapter_tags
+    if changes:
+        metadata.update(session, adapter, **changes)
 
 
 def _replay(session: Session, tenant_id: str, key: str, request_sha256: str) -> Job | None:
@@ -199,10 +224,7 @@ def list_jobs(
     if state is not None:
         query = query.where(Job.state == state)
     if before is not None:
-        created_at, job_id = before
-        query = query.where(
-            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
-        )
+        query = query.where(created_before(Job, before))
     return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 
@@ -235,7 +257,27 @@ def transition_job(session: Session, job: Job, new_state: str, **fields) -> Job:
             error_code=job.error_code, error_kind=job.error_kind, error_message=job.error_message
         )
     append_job_event(session, job.id, "state", data)
+    if new_state in ("succeeded", "failed"):
+        _emit_finished(session, job)
     return job
+
+
+def _emit_finished(session: Session, job: Job) -> None:
+    """The `job.succeeded` / `job.failed` webhook event, in the transaction that ends it."""
+    version = session.get(AdapterVersion, job.result_version_id) if job.result_version_id else None
+    data = {
+        "job_id": job.id,
+        "user_id": job.user_id,
+        "adapter_id": job.adapter_id,
+        "state": job.state,
+        "version": version.number if version is not None else None,
+    }
+    if job.state == "failed":
+        data.update(
+            error_code=job.error_code, error_kind=job.error_kind, error_message=job.error_message
+        )
+    # adapter_id: erasing the user removes the deliveries (they name the user).
+    emit(session, job.tenant_id, f"job.{job.state}", data, adapter_id=job.adapter_id)
 
 
 def append_job_event(session: Session, job_id: str, kind: str, data: dict) -> JobEvent:

@@ -8,6 +8,15 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.api.deps import AdminDep, SessionDep
+from registry.api.pagination import (
+    DEFAULT_LIMIT,
+    ByCreatedAt,
+    Limit,
+    Page,
+    created_key,
+    decode_cursor,
+    next_cursor,
+)
 from registry.db import after_commit
 from registry.tenants import service
 
@@ -43,10 +52,21 @@ def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyO
     return NewKeyOut(**KeyOut.model_validate(key).model_dump(), api_key=plaintext)
 
 
-@router.get("", response_model=list[KeyOut])
-def list_keys(principal: AdminDep, session: SessionDep) -> list[KeyOut]:
-    """This tenant's API keys (never the secrets)."""
-    return [KeyOut.model_validate(k) for k in service.list_api_keys(session, principal.tenant_id)]
+@router.get("", response_model=Page[KeyOut])
+def list_keys(
+    principal: AdminDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[KeyOut]:
+    """This tenant's API keys (never the secrets), oldest first."""
+    rows = service.list_api_keys(
+        session, principal.tenant_id, after=decode_cursor(cursor, ByCreatedAt), limit=limit
+    )
+    return Page(
+        items=[KeyOut.model_validate(k) for k in rows],
+        next_cursor=next_cursor(rows, limit, created_key),
+    )
 
 
 @router.delete("/{key_id}", response_model=KeyOut)

@@ -6,12 +6,13 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.db import get_owned, utcnow
+from registry.db import created_after, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound, Unauthorized
 from registry.tenants.models import ApiKey, Tenant
 
@@ -101,9 +102,18 @@ def authenticate(session: Session, plaintext: str) -> Principal:
     return Principal(tenant_id=key.tenant_id, scopes=tuple(key.scopes), key_id=key.id)
 
 
-def list_api_keys(session: Session, tenant_id: str) -> list[ApiKey]:
+def list_api_keys(
+    session: Session,
+    tenant_id: str,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[ApiKey]:
+    """Oldest first; `after`: the (created_at, id) of the prior page's last key."""
     query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
-    return list(session.scalars(query.order_by(ApiKey.created_at, ApiKey.id)))
+    if after is not None:
+        query = query.where(created_after(ApiKey, after))
+    return list(session.scalars(query.order_by(ApiKey.created_at, ApiKey.id).limit(limit)))
 
 
 def revoke_api_key(session: Session, tenant_id: str, key_id: str) -> ApiKey:

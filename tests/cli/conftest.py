@@ -37,9 +37,9 @@ class Cli:
     def __init__(self, url: str, api_key: str, home) -> None:
         self.env = {"VERA_URL": url, "VERA_API_KEY": api_key, "VERA_HOME": str(home)}
 
-    def __call__(self, *args: str, ok: bool = True, **env: str):
+    def __call__(self, *args: str, ok: bool = True, input: str | None = None, **env: str):
         get_settings.cache_clear()  # VERA_HOME of this test, not of an earlier one
-        result = CliRunner().invoke(main, list(args), env={**self.env, **env})
+        result = CliRunner().invoke(main, list(args), input=input, env={**self.env, **env})
         if ok:
             assert result.exit_code == 0, (args, result.output, result.exception)
         return result

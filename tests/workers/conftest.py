@@ -149,8 +149,9 @@ def stack_overrides(request):
     return getattr(request, "param", {})
 
 
-# Modules about packs themselves choose their own VERA_PACK_MAX_JOBS.
-PACK_MODULES = {"test_packs", "test_pack_runner"}
+# Modules about packs themselves choose their own VERA_PACK_MAX_JOBS; in test_webhooks
+# packing plays no part.
+PACK_MODULES = {"test_packs", "test_pack_runner", "test_webhooks"}
 
 
 def pytest_generate_tests(metafunc):
