@@ -18,6 +18,7 @@ from registry.api.deps import AuthCache
 from registry.api.errors import ERROR_RESPONSES, install_error_handlers
 from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from registry.api.rate_limit import RateLimiter
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.dispatch import JobDispatcher, NullDispatcher
@@ -44,7 +45,9 @@ def create_app(
     from registry.audit.router import router as audit_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
+    from registry.tenants.operator import router as operator_router
     from registry.tenants.router import router as tenants_router
+    from registry.tenants.usage import router as usage_router
     from registry.webhooks.router import router as webhooks_router
 
     settings = settings or get_settings()
@@ -63,6 +66,7 @@ def create_app(
     app.state.store = store or open_store(settings)
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
+    app.state.rate_limiter = RateLimiter(settings, app.state.session_factory)
     app.state.blob_cache = BlobCache()
     app.state.version_index = {}
     app.state.feed_waiters = FeedWaiters()
@@ -101,6 +105,8 @@ def create_app(
         metadata_router,
         serving_router,
         audit_router,
+        usage_router,
+        operator_router,
         webhooks_router,
     ):
         app.include_router(router)
@@ -122,6 +128,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.rate_limiter.aclose()
         if listener is not None:
             app.state.pg_listener = None
             listener.stop()

@@ -12,6 +12,7 @@ from registry.cli import (  # noqa: F401  (commands)
     demo,
     jobs,
     local,
+    quotas,
     remote,
     users,
     webhooks,

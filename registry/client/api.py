@@ -125,6 +125,14 @@ def may_retry(method: str, headers: dict[str, str]) -> bool:
     return method == "POST" and "idempotency-key" in names
 
 
+def _retry_after(response: httpx.Response) -> float:
+    """A 429's Retry-After in seconds (integer form; 1 when absent or a date)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
 class _FileChunks:
     """A file as a request body that can be sent again on a retry (a generator could not)."""
 
@@ -210,6 +218,11 @@ class RegistryClient(MetadataMixin, AuditClient):
             else:
                 if response.status_code < 400 or response.status_code in ok:
                     return response
+                if response.status_code == 429 and attempt < self.retries:
+                    # Refused before anything ran (rate limit): any method may go again.
+                    self._sleep(min(self.max_backoff, _retry_after(response)))
+                    attempt += 1
+                    continue
                 if response.status_code < 500 or attempt >= self.retries or not retriable:
                     raise ClientError.from_response(response)
             self._sleep(min(self.max_backoff, self.backoff * 2**attempt))

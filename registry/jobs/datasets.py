@@ -18,6 +18,7 @@ from registry.db import created_before, get_owned
 from registry.errors import Invalid, TooLarge
 from registry.input_rules import JsonInputError, load_json
 from registry.jobs.models import TASKS, Dataset
+from registry.tenants import quotas
 
 MAX_REPORTED_ERRORS = 20
 MAX_LINE_BYTES = Settings.model_fields["max_dataset_line_bytes"].default
@@ -150,11 +151,15 @@ def create_dataset(
     size = len(data) if isinstance(data, bytes) else data.stat().st_size
     if size > settings.max_dataset_bytes:
         raise TooLarge(f"dataset exceeds {settings.max_dataset_bytes} bytes")
+    quotas.check_upload(session, tenant_id, user_id, size, settings, lock=False)
     with io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb") as handle:
         stats = validate_jsonl(
             handle, task, settings.max_dataset_rows, settings.max_dataset_line_bytes
         )
     blob = store.put(data) if isinstance(data, bytes) else store.put_file(data)
+    # Again under the tenant's lock, in the transaction that records it (a concurrent upload
+    # may have used the room); a blob stored for nothing is blob GC's to remove.
+    quotas.check_upload(session, tenant_id, user_id, blob.size, settings, lock=True)
     dataset = Dataset(
         tenant_id=tenant_id,
         user_id=user_id,

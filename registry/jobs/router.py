@@ -116,6 +116,7 @@ def submit_job(
         body,
         idempotency_key=idempotency_key,
         max_attempts=settings.job_max_attempts,
+        settings=settings,
     )
     if created:
         factory = request.app.state.session_factory

@@ -14,11 +14,13 @@ from registry.adapters import metadata
 from registry.adapters.models import AdapterVersion, Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
+from registry.config import Settings
 from registry.db import created_before, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.packing import pack_key
 from registry.jobs.schemas import JobRequest
+from registry.tenants import quotas
 from registry.vera.capabilities import job_problems
 from registry.webhooks.outbox import emit
 
@@ -94,9 +96,12 @@ def submit_job(
     *,
     idempotency_key: str | None = None,
     max_attempts: int = 3,
+    settings: Settings | None = None,
 ) -> tuple[Job, bool]:
-    """Validate everything, then record a queued job. Returns (job, created)."""
+    """Validate everything, then record a queued job. Returns (job, created). With
+    `settings`, the tenant's quotas apply to a new job (not to a replay)."""
     request_sha256 = _request_sha256(request)
+    policy = quotas.begin_submit(session, tenant_id, settings) if settings else None
     if idempotency_key:
         existing = _replay(session, tenant_id, idempotency_key, request_sha256)
         if existing is not None:
@@ -108,6 +113,8 @@ def submit_job(
             + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             details=errors,
         )
+    if policy is not None:
+        quotas.check_submit(session, tenant_id, request.user_id, policy)
     dataset = session.get(Dataset, request.dataset_id)
     adapter = get_or_create_adapter(
         session,
