@@ -150,3 +150,19 @@ def get_owned(session: Session, model: type[T], tenant_id: str, object_id: str, 
     if row is None:
         raise NotFound(f"{what} {object_id} not found")
     return row
+
+
+def created_after(model, after: tuple[datetime, str]):
+    """Keyset condition for lists ordered by (created_at, id): rows after `after`."""
+    created_at, row_id = after
+    return (model.created_at > created_at) | (
+        (model.created_at == created_at) & (model.id > row_id)
+    )
+
+
+def created_before(model, before: tuple[datetime, str]):
+    """Keyset condition for lists ordered newest first by (created_at, id)."""
+    created_at, row_id = before
+    return (model.created_at < created_at) | (
+        (model.created_at == created_at) & (model.id < row_id)
+    )

@@ -9,9 +9,11 @@ nesting level. Each rule lives here once and is applied at the edge: the API's i
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
 
 INT32_MAX = 2**31 - 1
 MAX_JSON_DEPTH = 64
@@ -41,6 +43,38 @@ def _checked_text(value: str) -> str:
 
 # A string field held to the text rule (pydantic), for input parsed outside the guard.
 Text = Annotated[str, AfterValidator(_checked_text)]
+
+
+def bounded_text(max_length: int) -> Any:
+    """Text of at most `max_length` characters (the length checked first, so its error says
+    "at most N characters")."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_checked_text)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?"
+)
+
+
+def _iso_text(value: Any) -> Any:
+    # pydantic would also read `0.5` or `1700000000` as seconds since 1970.
+    if isinstance(value, str) and not _ISO_TIME.fullmatch(value):
+        raise ValueError("must be an ISO 8601 time with its offset, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+# A point in time with its offset (a naive one is refused), as UTC: for strict JSON
+# (cursors), where no number passes for a time.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+# The same in a query parameter or a lax body: ISO 8601 text only.
+IsoUtcDatetime = Annotated[UtcDatetime, BeforeValidator(_iso_text)]
 
 
 class JsonInputError(ValueError):

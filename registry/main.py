@@ -18,6 +18,7 @@ from registry.api.deps import AuthCache
 from registry.api.errors import ERROR_RESPONSES, install_error_handlers
 from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from registry.api.rate_limit import RateLimiter
 from registry.blob_refs import remove_freed_on_commit
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
@@ -39,13 +40,17 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
     from registry.adapters.erasure import router as erasure_router
+    from registry.adapters.metadata_router import router as metadata_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
     from registry.api.health import router as health_router
+    from registry.audit.router import router as audit_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
+    from registry.tenants.operator import router as operator_router
     from registry.tenants.retention import router as retention_router
     from registry.tenants.router import router as tenants_router
+    from registry.tenants.usage import router as usage_router
     from registry.webhooks.router import router as webhooks_router
 
     settings = settings or get_settings()
@@ -65,6 +70,7 @@ def create_app(
     remove_freed_on_commit(app.state.session_factory, app.state.store)
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
+    app.state.rate_limiter = RateLimiter(settings, app.state.session_factory)
     app.state.blob_cache = BlobCache()
     app.state.version_index = {}
     app.state.feed_waiters = FeedWaiters()
@@ -105,7 +111,11 @@ def create_app(
         jobs_router,
         adapters_router,
         erasure_router,
+        metadata_router,
         serving_router,
+        audit_router,
+        usage_router,
+        operator_router,
         webhooks_router,
     ):
         app.include_router(router)
@@ -127,6 +137,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await app.state.rate_limiter.aclose()
         if listener is not None:
             app.state.pg_listener = None
             listener.stop()

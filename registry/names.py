@@ -1,4 +1,4 @@
-"""The rules for user ids and for adapter and alias names (docs/api.md, "Identifiers and
+"""The rules for user ids, adapter and alias names and tags (docs/api.md, "Identifiers and
 names"): each pattern lives here once, as a type every schema, route and the CLI use.
 
 ASCII only, so no look-alike (`lіve` with a Cyrillic і, full-width letters) can name a
@@ -26,6 +26,11 @@ NAME_MAX = 64
 NAME_RULE = (
     f"1-{NAME_MAX} lowercase ASCII letters, digits and . _ -, starting with a letter or digit"
 )
+TAG_PATTERN = r"^[a-z0-9][a-z0-9._:-]*$"
+TAG_MAX = 64
+TAG_RULE = (
+    f"1-{TAG_MAX} lowercase ASCII letters, digits and . _ : -, starting with a letter or digit"
+)
 
 
 def _identifier(what: str, pattern: str, max_length: int, rule: str):
@@ -51,12 +56,14 @@ def _identifier(what: str, pattern: str, max_length: int, rule: str):
 UserId = _identifier("a user id", USER_ID_PATTERN, USER_ID_MAX, USER_ID_RULE)
 AdapterName = _identifier("an adapter name", NAME_PATTERN, NAME_MAX, NAME_RULE)
 AliasName = _identifier("an alias name", NAME_PATTERN, NAME_MAX, NAME_RULE)
+# A string tag on an adapter or a version (`lang:de`, `exp.42`).
+Tag = _identifier("a tag", TAG_PATTERN, TAG_MAX, TAG_RULE)
 
-_ADAPTERS = {kind: TypeAdapter(kind) for kind in (UserId, AdapterName, AliasName)}
+_ADAPTERS = {kind: TypeAdapter(kind) for kind in (UserId, AdapterName, AliasName, Tag)}
 
 
 def problem(kind, value: str) -> str | None:
-    """Why `value` is not a valid `kind` (UserId, AdapterName, AliasName), or None."""
+    """Why `value` is not a valid `kind` (UserId, AdapterName, AliasName, Tag), or None."""
     try:
         _ADAPTERS[kind].validate_python(value)
     except ValidationError as exc:

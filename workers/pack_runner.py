@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 
 class PackRunner:
-    def __init__(self, ctx, pack_id: str, lead_job_id: str) -> None:
-        self.ctx, self.pack_id, self.lead_job_id = ctx, pack_id, lead_job_id
+    def __init__(self, ctx, pack_id: str, task_job_id: str) -> None:
+        # The job the Celery task was sent for: only its own retry re-sends it (fair share
+        # may have claimed other jobs with that message, even without it).
+        self.ctx, self.pack_id, self.task_job_id = ctx, pack_id, task_job_id
         self.settings = ctx.settings
         self.jobs: dict[str, PackJob] = {}
         self.member_job: dict[str, str] = {}  # member key → job id
@@ -44,7 +46,7 @@ class PackRunner:
         """Train the claimed jobs (and any that join) to their ends; job id → outcome."""
         with PackHeartbeat(self.ctx, self.pack_id) as self.heartbeat:
             pending = self._track(claims)
-            lead = self.jobs[self.lead_job_id].spec
+            lead = self.jobs[claims[0].job_id].spec
             self.pack_key = lead.job.pack_key
             try:
                 self._open(lead)
@@ -134,7 +136,7 @@ class PackRunner:
                 self.settings, spec.job.hyperparameters.get("max_runtime_s")
             )
             beat = self.heartbeat.track(claim, limit)
-            job = PackJob(claim, spec, beat, limit, resend=claim.job_id != self.lead_job_id)
+            job = PackJob(claim, spec, beat, limit, resend=claim.job_id != self.task_job_id)
             self.jobs[claim.job_id] = job
             jobs.append(job)
         return jobs
@@ -254,7 +256,7 @@ class PackRunner:
 
     def _fail(self, job: PackJob, exc: BaseException) -> None:
         self._outcome(job, record_failure(self.ctx, job.claim, exc, resend=job.resend))
-        if self.outcomes[job.job_id] == "retry" and job.job_id == self.lead_job_id:
+        if self.outcomes[job.job_id] == "retry" and job.job_id == self.task_job_id:
             self.retry_reason = f"{type(exc).__name__}: {exc}"
 
     def _succeed(self, job: PackJob) -> None:

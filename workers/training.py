@@ -1,6 +1,8 @@
 """A training task, end to end, as a plain function (the Celery task is a thin wrapper):
-claim the job and up to VERA_PACK_MAX_JOBS - 1 compatible queued jobs, train them as one
-pack (workers/pack_runner.py), and report what happened to the job the task was for."""
+claim the fairest queued job of the task's queue (fair share across tenants: the task's
+message is a wake-up, registry/jobs/fair_share.py) and up to VERA_PACK_MAX_JOBS - 1
+compatible queued jobs, train them as one pack (workers/pack_runner.py), and report what
+happened to the job the task was for."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def run_training_job(ctx: WorkerContext, job_id: str) -> str:
 
     pack_id = new_id()
     with session_scope(ctx.session_factory) as session:
-        claims = lease.claim_pack(
+        claims = lease.claim_next(
             session,
             job_id,
             ctx.worker_name,
@@ -62,12 +64,17 @@ def run_training_job(ctx: WorkerContext, job_id: str) -> str:
         )
         if claims:
             start_pack(session, pack_id, ctx.worker_name)
-    if not claims:  # another copy, another pack, or an ended job: this message is a no-op
+    claimed = {claim.job_id for claim in claims}
+    if job_id not in claimed:  # taken, ended, or waiting its turn (fair share)
         with session_scope(ctx.session_factory) as session:
             outcome = lease.fail_unclaimable(session, job_id)
-        return outcome or "not_claimed"
+        if not claims:  # nothing claimable: this message was a spare wake-up
+            return outcome or "not_claimed"
     runner = PackRunner(ctx, pack_id, job_id)
-    outcome = runner.run(claims).get(job_id, "lease_lost")
+    outcomes = runner.run(claims)
+    if job_id not in claimed:
+        return f"not_claimed; trained {', '.join(sorted(outcomes))} instead"
+    outcome = outcomes.get(job_id, "lease_lost")
     if outcome == "retry":
         raise RetryLater(runner.retry_reason)
     return outcome

@@ -14,7 +14,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.db import Base, BigIntPK, JSONType, UTCDateTime, new_id, utcnow
 
@@ -40,6 +40,15 @@ class Adapter(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Rises on a new version, an alias move or a metadata change (GET /v1/users?updated_since).
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # Loaded when read (lists load it for all rows at once: selectinload); the database's
+    # cascade removes the rows with the adapter.
+    tag_rows: Mapped[list[AdapterTag]] = relationship(
+        order_by="AdapterTag.tag", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        return [row.tag for row in self.tag_rows]
 
 
 class AdapterTag(Base):
@@ -76,6 +85,13 @@ class AdapterVersion(Base):
     parent_version_id: Mapped[str | None] = mapped_column(ForeignKey("adapter_versions.id"))
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    tag_rows: Mapped[list[VersionTag]] = relationship(
+        order_by="VersionTag.tag", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        return [row.tag for row in self.tag_rows]
 
 
 class VersionTag(Base):

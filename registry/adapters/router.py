@@ -24,10 +24,19 @@ from registry.adapters.schemas import (
 from registry.adapters.serving import manifest_out
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.etags import alias_precondition, etag_matches
-from registry.api.pagination import MAX_LIMIT, ByNumber, Page, decode_cursor, encode_cursor
+from registry.api.pagination import (
+    DEFAULT_LIMIT,
+    ByName,
+    ByNumber,
+    BySeq,
+    Limit,
+    Page,
+    decode_cursor,
+    next_cursor,
+)
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
-from registry.names import AliasName, UserId
+from registry.names import AliasName, Tag, UserId
 
 router = APIRouter(tags=["adapters"])
 
@@ -49,13 +58,28 @@ class _AnyText(PathConvertor):
 register_url_convertor("any_text", _AnyText())
 
 
-@router.get("/v1/users/{user_id:any_text}/adapters", response_model=list[AdapterOut])
+@router.get("/v1/users/{user_id:any_text}/adapters", response_model=Page[AdapterOut])
 def list_user_adapters(
-    user_id: UserId, principal: ReadDep, session: SessionDep
-) -> list[AdapterOut]:
-    """A user's adapters."""
-    rows = service.list_user_adapters(session, principal.tenant_id, user_id)
-    return [AdapterOut.model_validate(r) for r in rows]
+    user_id: UserId,
+    principal: ReadDep,
+    session: SessionDep,
+    tag: Annotated[Tag | None, Query(description="Only adapters with this tag.")] = None,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[AdapterOut]:
+    """A user's adapters, by name."""
+    rows = service.list_user_adapters(
+        session,
+        principal.tenant_id,
+        user_id,
+        tag=tag,
+        after_name=decode_cursor(cursor, ByName),
+        limit=limit,
+    )
+    return Page(
+        items=[AdapterOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor(rows, limit, lambda r: r.name),
+    )
 
 
 @router.get("/v1/adapters/{adapter_id}", response_model=AdapterOut)
@@ -69,16 +93,19 @@ def list_versions(
     adapter_id: str,
     principal: ReadDep,
     session: SessionDep,
+    tag: Annotated[Tag | None, Query(description="Only versions with this tag.")] = None,
     cursor: str | None = None,
-    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[VersionOut]:
     """Versions, oldest first."""
     after = decode_cursor(cursor, ByNumber) or 0
     rows = service.list_versions(
-        session, principal.tenant_id, adapter_id, after_number=after, limit=limit
+        session, principal.tenant_id, adapter_id, after_number=after, limit=limit, tag=tag
     )
-    next_cursor = encode_cursor(rows[-1].number) if len(rows) == limit else None
-    return Page(items=[_version_out(adapter_id, r) for r in rows], next_cursor=next_cursor)
+    return Page(
+        items=[_version_out(adapter_id, r) for r in rows],
+        next_cursor=next_cursor(rows, limit, lambda r: r.number),
+    )
 
 
 @router.get("/v1/adapters/{adapter_id}/versions/{number}", response_model=VersionOut)
@@ -221,7 +248,16 @@ def publish(
     generation (409 otherwise), If-Match: * only an existing one (412 otherwise);
     If-None-Match: * only creates. Without either it just moves."""
     expected = alias_precondition(if_match, if_none_match)
-    row = service.set_alias(session, principal.tenant_id, adapter_id, alias, body.version, expected)
+    row = service.set_alias(
+        session,
+        principal.tenant_id,
+        adapter_id,
+        alias,
+        body.version,
+        expected,
+        actor_key_id=principal.key_id,
+        reason=body.reason,
+    )
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
@@ -255,15 +291,32 @@ def rollback(
         alias,
         to_version=body.to_version if body else None,
         expected_generation=alias_precondition(if_match, None),
+        actor_key_id=principal.key_id,
+        reason=body.reason if body else None,
     )
     _forget_manifest(request, session, principal.tenant_id, adapter_id, alias)
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases/{alias}/history", response_model=list[AliasEventOut])
+@router.get("/v1/adapters/{adapter_id}/aliases/{alias}/history", response_model=Page[AliasEventOut])
 def alias_history(
-    adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep
-) -> list[AliasEventOut]:
+    adapter_id: str,
+    alias: AliasName,
+    principal: ReadDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[AliasEventOut]:
     """Every move of the alias, oldest first."""
-    events = service.alias_history(session, principal.tenant_id, adapter_id, alias)
-    return [AliasEventOut.model_validate(e) for e in events]
+    events = service.alias_history(
+        session,
+        principal.tenant_id,
+        adapter_id,
+        alias,
+        after_seq=decode_cursor(cursor, BySeq) or 0,
+        limit=limit,
+    )
+    return Page(
+        items=[AliasEventOut.model_validate(e) for e in events],
+        next_cursor=next_cursor(events, limit, lambda e: e.seq),
+    )

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from registry.input_rules import bounded_text
+from registry.names import Tag
+
+# Descriptions and tags (rules: registry/adapters/metadata.py, registry/names.Tag).
+Description = bounded_text(2000)
+TagList = Annotated[list[Tag], Field(max_length=32)]
+
+# Why an alias moved, as the caller says it: kept in the history and the audit log.
+Reason = bounded_text(500)
+REASON = Field(None, description="Why: kept in the alias history and the audit log.")
 
 
 class AdapterOut(BaseModel):
@@ -17,7 +29,10 @@ class AdapterOut(BaseModel):
     projection_id: str
     target_modules: list[str] | str
     task: str
+    description: str | None = None
+    tags: list[str] = []
     created_at: datetime
+    updated_at: datetime
 
 
 class VersionOut(BaseModel):
@@ -30,7 +45,48 @@ class VersionOut(BaseModel):
     metrics: dict
     job_id: str | None
     parent_version_id: str | None
+    description: str | None = None
+    tags: list[str] = []
     created_at: datetime
+
+
+class UserAdapterOut(BaseModel):
+    id: str
+    name: str
+    base_model_id: str
+    task: str
+    description: str | None
+    tags: list[str]
+    live_version: int | None = Field(description="The version `live` points at; null if none.")
+    updated_at: datetime
+
+
+class UserOut(BaseModel):
+    user_id: str
+    adapters: list[UserAdapterOut] = Field(description="Those matching the filters, by name.")
+
+
+class MetadataIn(BaseModel):
+    """A change of description and tags: fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: Description | None = Field(
+        None, description='New description; null or "" clears it.'
+    )
+    tags: TagList | None = Field(None, description="Replaces the whole tag set.")
+    add_tags: TagList = Field([], description="Tags to add (after `tags`).")
+    remove_tags: TagList = Field([], description="Tags to remove (after `add_tags`).")
+
+    @model_validator(mode="after")
+    def _some_change(self) -> MetadataIn:
+        if not self.model_fields_set:
+            raise ValueError("say what to change: description, tags, add_tags or remove_tags")
+        return self
+
+    def changes(self) -> dict:
+        """Keyword arguments for metadata.update: only what the caller sent."""
+        return {field: getattr(self, field) for field in self.model_fields_set}
 
 
 class AliasOut(BaseModel):
@@ -48,12 +104,14 @@ class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(ge=1, le=2**31 - 1)
+    reason: Reason | None = REASON
 
 
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to_version: int | None = Field(None, ge=1, le=2**31 - 1)
+    reason: Reason | None = REASON
 
 
 class AliasEventOut(BaseModel):
@@ -74,6 +132,10 @@ class AliasEventOut(BaseModel):
     generation: int | None
     adapter_ids: list[str] | None = Field(None, description="Deletions: the adapters removed.")
     created_at: datetime
+    actor_key_id: str | None = Field(
+        None, description="The API key that moved the alias; null: a job's own publish."
+    )
+    reason: str | None = None
 
 
 class FeedOut(BaseModel):

@@ -6,13 +6,22 @@ from typing import Literal
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from registry import names
-from registry.adapters.models import Adapter, AdapterVersion, Alias, AliasEvent
+from registry.adapters.models import (
+    Adapter,
+    AdapterTag,
+    AdapterVersion,
+    Alias,
+    AliasEvent,
+    VersionTag,
+)
 from registry.adapters.pg_listener import notify_alias_event
+from registry.audit import service as audit_log
 from registry.db import get_owned, utcnow
 from registry.errors import Conflict, NotFound, PreconditionFailed
+from registry.webhooks.outbox import emit
 
 VERSION_ALLOCATION_ATTEMPTS = 20
 # Any constant works: it names the one lock that orders appends to the change feed.
@@ -71,9 +80,23 @@ def get_adapter(session: Session, tenant_id: str, adapter_id: str) -> Adapter:
     return get_owned(session, Adapter, tenant_id, adapter_id, "adapter")
 
 
-def list_user_adapters(session: Session, tenant_id: str, user_id: str) -> list[Adapter]:
+def list_user_adapters(
+    session: Session,
+    tenant_id: str,
+    user_id: str,
+    *,
+    tag: str | None = None,
+    after_name: str | None = None,
+    limit: int | None = None,
+) -> list[Adapter]:
+    """By name; `tag`: only adapters carrying it; `after_name`: the prior page's last."""
     query = select(Adapter).where(Adapter.tenant_id == tenant_id, Adapter.user_id == user_id)
-    return list(session.scalars(query.order_by(Adapter.name)))
+    if tag is not None:
+        query = query.where(Adapter.tag_rows.any(AdapterTag.tag == tag))
+    if after_name is not None:
+        query = query.where(Adapter.name > after_name)
+    query = query.options(selectinload(Adapter.tag_rows)).order_by(Adapter.name).limit(limit)
+    return list(session.scalars(query))
 
 
 def create_version(
@@ -110,12 +133,8 @@ def create_version(
         try:
             with session.begin_nested():
                 session.add(version)
-                session.execute(
-                    update(Adapter)
-                    .where(Adapter.id == adapter.id)
-                    .values(last_version=number, updated_at=utcnow())
-                    .execution_options(synchronize_session=False)
-                )
+            adapter.last_version = number
+            adapter.updated_at = utcnow()
             return version
         except IntegrityError as exc:
             if job_id is not None and _version_of_job(session, job_id) is not None:
@@ -141,12 +160,21 @@ def get_version(session: Session, tenant_id: str, adapter_id: str, number: int) 
 
 
 def list_versions(
-    session: Session, tenant_id: str, adapter_id: str, *, after_number: int = 0, limit: int = 50
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    *,
+    after_number: int = 0,
+    limit: int = 50,
+    tag: str | None = None,
 ) -> list[AdapterVersion]:
     get_adapter(session, tenant_id, adapter_id)
     query = select(AdapterVersion).where(
         AdapterVersion.adapter_id == adapter_id, AdapterVersion.number > after_number
     )
+    if tag is not None:
+        query = query.where(AdapterVersion.tag_rows.any(VersionTag.tag == tag))
+    query = query.options(selectinload(AdapterVersion.tag_rows))
     return list(session.scalars(query.order_by(AdapterVersion.number).limit(limit)))
 
 
@@ -178,10 +206,13 @@ def set_alias(
     expected_generation: Expected = None,
     *,
     kind: str = "set",
+    actor_key_id: str | None = None,
+    reason: str | None = None,
 ) -> Alias:
     """Point an alias at a version. `expected_generation`: None moves unconditionally,
     0 only creates, n only moves an alias still at generation n (else Conflict), "*" only
-    moves an alias that exists (else PreconditionFailed)."""
+    moves an alias that exists (else PreconditionFailed). `actor_key_id` (None: a worker or
+    a server-side command) and `reason` go to the history and the audit log."""
     names.require(names.AliasName, alias_name, "alias")
     adapter = get_adapter(session, tenant_id, adapter_id)
     _lock_feed(session)  # before reading the version: a delete of it holds this lock too
@@ -192,8 +223,9 @@ def set_alias(
         .with_for_update()
     )
     _check_generation(alias_name, expected_generation, alias.generation if alias else None)
+    move = {"kind": kind, "actor_key_id": actor_key_id, "reason": reason}
     if alias is None:
-        return _create_alias(session, adapter, alias_name, version, kind, expected_generation)
+        return _create_alias(session, adapter, alias_name, version, expected_generation, move)
     from_version = _number_of(session, alias.version_id)
     moved = session.execute(
         update(Alias)
@@ -204,11 +236,11 @@ def set_alias(
     if moved.rowcount != 1:
         raise _stale(alias_name, expected_generation, None)
     session.refresh(alias)
-    _append_event(session, adapter, alias, kind, from_version, version.number)
+    _append_event(session, adapter, alias, from_version, version.number, **move)
     return alias
 
 
-def _create_alias(session, adapter, alias_name, version, kind, expected) -> Alias:
+def _create_alias(session, adapter, alias_name, version, expected, move) -> Alias:
     alias = Alias(
         tenant_id=adapter.tenant_id,
         adapter_id=adapter.id,
@@ -221,7 +253,7 @@ def _create_alias(session, adapter, alias_name, version, kind, expected) -> Alia
             session.add(alias)
     except IntegrityError as exc:  # created by a concurrent writer since we looked
         raise _exists(alias_name, None) if expected == 0 else _stale(alias_name, 0, None) from exc
-    _append_event(session, adapter, alias, kind, None, version.number)
+    _append_event(session, adapter, alias, None, version.number, **move)
     return alias
 
 
@@ -265,7 +297,11 @@ def _number_of(session: Session, version_id: str) -> int:
     return session.scalar(select(AdapterVersion.number).where(AdapterVersion.id == version_id))
 
 
-def _append_event(session, adapter, alias, kind, from_version, to_version) -> AliasEvent:
+def _append_event(
+    session, adapter, alias, from_version, to_version, *, kind, actor_key_id, reason
+) -> AliasEvent:
+    """The one home of "an alias moved": its feed event, audit row and webhook event, all
+    in the caller's transaction."""
     event = AliasEvent(
         tenant_id=adapter.tenant_id,
         adapter_id=adapter.id,
@@ -276,10 +312,36 @@ def _append_event(session, adapter, alias, kind, from_version, to_version) -> Al
         from_version=from_version,
         to_version=to_version,
         generation=alias.generation,
+        actor_key_id=actor_key_id,
+        reason=reason,
     )
     session.add(event)
+    adapter.updated_at = utcnow()
     session.flush()
     notify_alias_event(session, event)  # delivered to every API process on commit
+    move = {
+        "from_version": from_version,
+        "to_version": to_version,
+        "generation": alias.generation,
+        "reason": reason,
+    }
+    audit_log.record(
+        session,
+        adapter.tenant_id,
+        f"alias.{kind}",
+        actor_key_id=actor_key_id,
+        adapter_id=adapter.id,
+        target=alias.name,
+        details=move,
+    )
+    about = {
+        "adapter_id": adapter.id,
+        "user_id": adapter.user_id,
+        "adapter_name": adapter.name,
+        "alias": alias.name,
+        "kind": kind,
+    }
+    emit(session, adapter.tenant_id, "alias.moved", {**about, **move}, adapter_id=adapter.id)
     return event
 
 
@@ -290,19 +352,17 @@ def rollback_alias(
     alias_name: str,
     to_version: int | None = None,
     expected_generation: Expected = None,
+    *,
+    actor_key_id: str | None = None,
+    reason: str | None = None,
 ) -> Alias:
     """Undo the alias's latest move not yet undone (docs/api.md, "Rollback semantics"), or
     move it to `to_version`."""
     get_alias(session, tenant_id, adapter_id, alias_name)
+    move = {"kind": "rollback", "actor_key_id": actor_key_id, "reason": reason}
     if to_version is not None:
         return set_alias(
-            session,
-            tenant_id,
-            adapter_id,
-            alias_name,
-            to_version,
-            expected_generation,
-            kind="rollback",
+            session, tenant_id, adapter_id, alias_name, to_version, expected_generation, **move
         )
     history = alias_history(session, tenant_id, adapter_id, alias_name)
     stack = target_stack(history)
@@ -314,9 +374,7 @@ def rollback_alias(
     generation = history[-1].generation
     _check_generation(alias_name, expected_generation, generation)
     # The target was read from the history up to `generation`: move only from there.
-    return set_alias(
-        session, tenant_id, adapter_id, alias_name, stack[-2], generation, kind="rollback"
-    )
+    return set_alias(session, tenant_id, adapter_id, alias_name, stack[-2], generation, **move)
 
 
 def target_stack(events: list[AliasEvent]) -> list[int]:
@@ -333,13 +391,22 @@ def target_stack(events: list[AliasEvent]) -> list[int]:
 
 
 def alias_history(
-    session: Session, tenant_id: str, adapter_id: str, alias_name: str
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    alias_name: str,
+    *,
+    after_seq: int = 0,
+    limit: int | None = None,
 ) -> list[AliasEvent]:
+    """The alias's moves, oldest first (all of them unless `limit`)."""
     get_adapter(session, tenant_id, adapter_id)
     query = select(AliasEvent).where(
-        AliasEvent.adapter_id == adapter_id, AliasEvent.alias == alias_name
+        AliasEvent.adapter_id == adapter_id,
+        AliasEvent.alias == alias_name,
+        AliasEvent.seq > after_seq,
     )
-    return list(session.scalars(query.order_by(AliasEvent.seq)))
+    return list(session.scalars(query.order_by(AliasEvent.seq).limit(limit)))
 
 
 def read_feed(

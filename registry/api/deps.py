@@ -68,6 +68,7 @@ async def get_principal(
     principal = cache.cached(credentials.credentials)
     if principal is None:
         principal = await run_in_threadpool(cache.authenticate, credentials.credentials)
+    await request.app.state.rate_limiter.check(principal.tenant_id, principal.key_id)
     return principal
 
 

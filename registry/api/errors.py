@@ -80,7 +80,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _registry_error(_request: Request, exc: RegistryError) -> JSONResponse:
         if exc.status_code >= 500:
             log.error("registry error %s: %s", exc.code, exc.message)
-        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+        return error_response(
+            exc.status_code, exc.code, exc.message, exc.details, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,20 +8,28 @@ import functools
 import json
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+from fastapi import Query
+from pydantic import BaseModel, Field, TypeAdapter
 
 from registry.errors import BadRequest
-from registry.input_rules import Int32, Text
+from registry.input_rules import Int32, Text, UtcDatetime
 
 T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
+# The `limit` query parameter of every list route: `limit: Limit = DEFAULT_LIMIT`.
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
+
 
 class Page(BaseModel, Generic[T]):
+    """One page of a list (docs/api.md, "Pagination"): every list route answers this."""
+
     items: list[T]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null on the last page."
+    )
 
 
 def encode_cursor(value: Any) -> str:
@@ -33,7 +41,19 @@ def encode_cursor(value: Any) -> str:
 RowId = Annotated[Text, Field(min_length=1, max_length=64)]
 ById = RowId
 ByNumber = Int32
-ByCreatedAt = tuple[AwareDatetime, RowId]
+ByCreatedAt = tuple[UtcDatetime, RowId]
+BySeq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+ByName = Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+def next_cursor(rows: list, limit: int, key) -> str | None:
+    """The cursor after `rows` (`key(row)`: its position), or None when it was the last
+    page (fewer rows than asked for)."""
+    return encode_cursor(key(rows[-1])) if rows and len(rows) == limit else None
+
+
+def created_key(row) -> list:
+    return [row.created_at.isoformat(), row.id]
 
 
 @functools.cache

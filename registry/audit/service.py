@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -57,9 +59,12 @@ def list_events(
     after_id: int = 0,
     limit: int = 50,
     action: str | None = None,
+    since: datetime | None = None,
 ) -> list[AuditEvent]:
-    """The tenant's audit events after `after_id`, oldest first."""
+    """The tenant's audit events after `after_id` (and at or after `since`), oldest first."""
     query = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id, AuditEvent.id > after_id)
     if action is not None:
         query = query.where(AuditEvent.action == action)
+    if since is not None:
+        query = query.where(AuditEvent.created_at >= since)
     return list(session.scalars(query.order_by(AuditEvent.id).limit(limit)))

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
-from registry.api.pagination import MAX_LIMIT, ById, Page, decode_cursor, encode_cursor
+from registry.api.pagination import (
+    DEFAULT_LIMIT,
+    ByCreatedAt,
+    ById,
+    Limit,
+    Page,
+    created_key,
+    decode_cursor,
+    next_cursor,
+)
 from registry.api.streaming import body_chunks
 from registry.base_models import service, uploads
 from registry.base_models.schemas import (
@@ -142,14 +151,16 @@ def list_base_models(
     principal: ReadDep,
     session: SessionDep,
     cursor: str | None = None,
-    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[BaseModelOut]:
     """Base models of this tenant."""
     rows = service.list_base_models(
         session, principal.tenant_id, after_id=decode_cursor(cursor, ById), limit=limit
     )
-    next_cursor = encode_cursor(rows[-1].id) if len(rows) == limit else None
-    return Page(items=[BaseModelOut.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return Page(
+        items=[BaseModelOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor(rows, limit, lambda r: r.id),
+    )
 
 
 @router.get("/{base_model_id}", response_model=BaseModelOut)
@@ -178,10 +189,23 @@ def register_projection(
     return ProjectionOut.model_validate(projection)
 
 
-@router.get("/{base_model_id}/projections", response_model=list[ProjectionOut])
+@router.get("/{base_model_id}/projections", response_model=Page[ProjectionOut])
 def list_projections(
-    base_model_id: str, principal: ReadDep, session: SessionDep
-) -> list[ProjectionOut]:
-    """Projections registered for a base model."""
-    rows = service.list_projections(session, principal.tenant_id, base_model_id)
-    return [ProjectionOut.model_validate(r) for r in rows]
+    base_model_id: str,
+    principal: ReadDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[ProjectionOut]:
+    """Projections registered for a base model, oldest first."""
+    rows = service.list_projections(
+        session,
+        principal.tenant_id,
+        base_model_id,
+        after=decode_cursor(cursor, ByCreatedAt),
+        limit=limit,
+    )
+    return Page(
+        items=[ProjectionOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor(rows, limit, created_key),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +14,7 @@ from registry.base_models import uploads
 from registry.base_models.manifest import ModelFile, check_relative_path, manifest_hash
 from registry.base_models.models import BaseModel, BaseModelFile, Projection
 from registry.base_models.sources import check_source
-from registry.db import get_owned
+from registry.db import created_after, get_owned
 from registry.errors import Conflict, Invalid
 
 CONTENT_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -235,7 +236,17 @@ def get_projection(session: Session, tenant_id: str, projection_id: str) -> Proj
     return get_owned(session, Projection, tenant_id, projection_id, "projection")
 
 
-def list_projections(session: Session, tenant_id: str, base_model_id: str) -> list[Projection]:
+def list_projections(
+    session: Session,
+    tenant_id: str,
+    base_model_id: str,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[Projection]:
+    """Oldest first; `after`: the (created_at, id) of the prior page's last projection."""
     get_base_model(session, tenant_id, base_model_id)
     query = select(Projection).where(Projection.base_model_id == base_model_id)
-    return list(session.scalars(query.order_by(Projection.created_at, Projection.id)))
+    if after is not None:
+        query = query.where(created_after(Projection, after))
+    return list(session.scalars(query.order_by(Projection.created_at, Projection.id).limit(limit)))

@@ -6,7 +6,19 @@ worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `job
 `demo` the guided tour.
 """
 
-from registry.cli import adapters, admin, demo, erasure, jobs, local, remote, webhooks  # noqa: F401
+from registry.cli import (  # noqa: F401  (commands)
+    adapters,
+    admin,
+    audit,
+    demo,
+    erasure,
+    jobs,
+    local,
+    quotas,
+    remote,
+    users,
+    webhooks,
+)
 from registry.cli.app import main
 
 __all__ = ["main"]

@@ -8,7 +8,7 @@ import click
 
 from registry.cli import output
 from registry.cli.app import main
-from registry.cli.params import ADAPTER_NAME, ALIAS_NAME, USER_ID
+from registry.cli.params import ADAPTER_NAME, ALIAS_NAME, TAG, USER_ID
 from registry.cli.remote import Remote, remote_command
 
 ADAPTER_COLUMNS = [
@@ -17,7 +17,9 @@ ADAPTER_COLUMNS = [
     ("name", "name"),
     ("task", "task"),
     ("target_modules", "targets"),
-    ("created_at", "created", output.when),
+    ("tags", "tags", ",".join),
+    ("description", "description"),
+    ("updated_at", "updated", output.when),
 ]
 VERSION_COLUMNS = [
     ("number", "version"),
@@ -25,6 +27,8 @@ VERSION_COLUMNS = [
     ("blob_sha256", "sha256", lambda h: h[:16] + "…"),
     ("metrics", "eval", lambda m: _eval(m or {})),
     ("job_id", "job"),
+    ("tags", "tags", ",".join),
+    ("description", "description"),
     ("created_at", "created", output.when),
 ]
 ALIAS_FIELDS = [
@@ -40,7 +44,10 @@ HISTORY_COLUMNS = [
     ("from_version", "from"),
     ("to_version", "to"),
     ("generation", "generation"),
+    ("actor_key_id", "actor", lambda k: k or "(job or server)"),
+    ("reason", "reason"),
 ]
+REASON_HELP = "Why (kept in the alias history and the audit log)."
 
 
 def _eval(metrics: dict) -> str:
@@ -80,20 +87,58 @@ def adapters() -> None:
 
 @adapters.command("list")
 @click.option("--user", type=USER_ID, required=True, help="Whose adapters.")
+@click.option("--tag", type=TAG, help="Only adapters with this tag.")
 @remote_command
-def adapters_list(remote: Remote, user: str) -> None:
+def adapters_list(remote: Remote, user: str, tag: str | None) -> None:
     """A user's adapters."""
-    remote.show(remote.client.list_adapters(user), ADAPTER_COLUMNS)
+    remote.show(remote.client.list_adapters(user, tag=tag), ADAPTER_COLUMNS)
 
 
 @adapters.command("versions")
 @adapter_argument
+@click.option("--tag", type=TAG, help="Only versions with this tag.")
 @remote_command
-def adapters_versions(remote: Remote, adapter: str | None, user: str | None, name: str) -> None:
-    """Every version of an adapter, oldest first (they never change)."""
-    remote.show(
-        remote.client.list_versions(adapter_id(remote, adapter, user, name)), VERSION_COLUMNS
+def adapters_versions(
+    remote: Remote, adapter: str | None, user: str | None, name: str, tag: str | None
+) -> None:
+    """Every version of an adapter, oldest first (their content never changes)."""
+    ident = adapter_id(remote, adapter, user, name)
+    remote.show(remote.client.list_versions(ident, tag=tag), VERSION_COLUMNS)
+
+
+@adapters.command("update")
+@adapter_argument
+@click.option("--version", "number", type=int, help="Change this version instead of the adapter.")
+@click.option("--description", help='New description ("" clears it).')
+@click.option("--add-tag", "add", type=TAG, multiple=True, help="Add a tag (repeatable).")
+@click.option("--remove-tag", "remove", type=TAG, multiple=True, help="Remove a tag (repeatable).")
+@click.option("--clear-tags", is_flag=True, help="Remove every tag first.")
+@remote_command
+def adapters_update(
+    remote: Remote,
+    adapter: str | None,
+    user: str | None,
+    name: str,
+    number: int | None,
+    description: str | None,
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+    clear_tags: bool,
+) -> None:
+    """Set the description and tags of an adapter, or of one of its versions (--version)."""
+    if description is None and not (add or remove or clear_tags):
+        raise click.UsageError("say what to change: --description, --add-tag, --remove-tag")
+    ident = adapter_id(remote, adapter, user, name)
+    changes = dict(
+        description=description,
+        tags=[] if clear_tags else None,
+        add_tags=add,
+        remove_tags=remove,
     )
+    if number is None:
+        remote.show(remote.client.update_adapter(ident, **changes), ADAPTER_COLUMNS)
+    else:
+        remote.show(remote.client.update_version(ident, number, **changes), VERSION_COLUMNS)
 
 
 @adapters.command("publish")
@@ -101,6 +146,7 @@ def adapters_versions(remote: Remote, adapter: str | None, user: str | None, nam
 @click.option("--version", "number", type=int, required=True, help="Version to publish.")
 @click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option("--if-generation", type=int, help="Only if the alias is still at this generation.")
+@click.option("--reason", help=REASON_HELP)
 @remote_command
 def adapters_publish(
     remote: Remote,
@@ -110,10 +156,12 @@ def adapters_publish(
     number: int,
     alias: str,
     if_generation: int | None,
+    reason: str | None,
 ) -> None:
     """Point ALIAS at a version; servers following the feed switch to it."""
     ident = adapter_id(remote, adapter, user, name)
-    remote.show(remote.client.publish(ident, alias, number, if_match=if_generation), ALIAS_FIELDS)
+    moved = remote.client.publish(ident, alias, number, if_match=if_generation, reason=reason)
+    remote.show(moved, ALIAS_FIELDS)
 
 
 @adapters.command("rollback")
@@ -121,6 +169,7 @@ def adapters_publish(
 @click.option("--alias", type=ALIAS_NAME, default="live", show_default=True)
 @click.option("--to", "to_version", type=int, help="Version [default: the one before].")
 @click.option("--if-generation", type=int, help="Only if the alias is still at this generation.")
+@click.option("--reason", help=REASON_HELP)
 @remote_command
 def adapters_rollback(
     remote: Remote,
@@ -130,10 +179,11 @@ def adapters_rollback(
     alias: str,
     to_version: int | None,
     if_generation: int | None,
+    reason: str | None,
 ) -> None:
     """Move ALIAS back to the version it pointed at before (or --to one)."""
     ident = adapter_id(remote, adapter, user, name)
-    moved = remote.client.rollback(ident, alias, to_version, if_match=if_generation)
+    moved = remote.client.rollback(ident, alias, to_version, if_match=if_generation, reason=reason)
     remote.show(moved, ALIAS_FIELDS)
 
 

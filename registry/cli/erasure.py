@@ -10,6 +10,7 @@ from registry.cli.adapters import adapter_argument, adapter_id, adapters
 from registry.cli.app import main
 from registry.cli.params import USER_ID
 from registry.cli.remote import Remote, remote_command
+from registry.cli.users import users
 from registry.client import erasure, retention
 from registry.tenants.policy import RETENTION_FIELDS
 
@@ -27,14 +28,6 @@ def _report(remote: Remote, what: str, done: dict) -> None:
         return
     counts = ", ".join(f"{k} {v}" for k, v in sorted(done["counts"].items()) if v)
     click.echo(f"deleted {what}: {counts or 'nothing'} (feed seq {done['feed_seq']})")
-
-
-users = main.commands.get("users")
-if users is None:
-
-    @main.group()
-    def users() -> None:
-        """A tenant's end users."""
 
 
 @users.command("delete")

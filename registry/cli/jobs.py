@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from registry.cli import output
 from registry.cli.app import main
-from registry.cli.params import ADAPTER_NAME, USER_ID
+from registry.cli.params import ADAPTER_NAME, TAG, USER_ID
 from registry.cli.remote import (
     Remote,
     default_targets,
@@ -47,6 +47,8 @@ JOB_FIELDS = [
     ("projection_id", "projection"),
     ("publish", "publish"),
     ("queue", "queue"),
+    ("description", "description"),
+    ("tags", "tags", ",".join),
     ("hyperparameters", "hyperparameters"),
     ("result_version_id", "result version"),
     ("pack", "pack"),
@@ -140,6 +142,16 @@ def _hyperparameters(values: dict[str, Any], extra: tuple[str, ...]) -> dict[str
 @click.option("--warm-start", is_flag=True, help="Start from the adapter's live version.")
 @click.option("--no-publish", is_flag=True, help="Keep `live` where it is.")
 @click.option("--queue", help="Route to a worker pool's queue.")
+@click.option("--description", help="Description of the version this job makes.")
+@click.option("--tag", "tags", type=TAG, multiple=True, help="Tag of that version (repeatable).")
+@click.option("--adapter-description", help="Replace the adapter's description.")
+@click.option(
+    "--adapter-tag",
+    "adapter_tags",
+    type=TAG,
+    multiple=True,
+    help="Replace the adapter's tags with these (repeatable).",
+)
 @click.option("--idempotency-key", help="Submitting again with it returns the same job.")
 @click.option("--watch", is_flag=True, help="Follow the job with a live progress bar.")
 @remote_command
@@ -165,6 +177,10 @@ def jobs_submit(remote: Remote, **options: Any) -> None:
         "warm_start": options["warm_start"],
         "publish": not options["no_publish"],
         "queue": options["queue"],
+        "description": options["description"],
+        "tags": list(options["tags"]),
+        "adapter_description": options["adapter_description"],
+        "adapter_tags": list(options["adapter_tags"]) or None,
     }
     job = remote.client.submit_job(body, idempotency_key=options["idempotency_key"])
     if not options["watch"]:

@@ -1,4 +1,4 @@
-"""Click types for user ids and adapter and alias names: the registry's own rules
+"""Click types for user ids, adapter and alias names and tags: the registry's own rules
 (registry/names.py), checked before anything is sent."""
 
 from __future__ import annotations
@@ -23,3 +23,4 @@ class Identifier(click.ParamType):
 USER_ID = Identifier(names.UserId, "user id")
 ADAPTER_NAME = Identifier(names.AdapterName, "adapter name")
 ALIAS_NAME = Identifier(names.AliasName, "alias name")
+TAG = Identifier(names.Tag, "tag")

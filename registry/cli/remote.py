@@ -255,6 +255,7 @@ DATASET_FIELDS = [
     ("labels", "labels"),
     ("blob_sha256", "sha256"),
 ]
+DATASET_CREATED = ("created_at", "created", output.when)
 
 
 @main.group()
@@ -275,6 +276,14 @@ def datasets_upload(remote: Remote, path: Path, user: str, task: str | None) -> 
     """Upload PATH, one JSON object a line: {"text": …, "label": …} to classify, {"text": …}
     for causal LM. Checked whole before it is stored."""
     remote.show(upload(remote, path, user, task), DATASET_FIELDS)
+
+
+@datasets.command("list")
+@click.option("--user", type=USER_ID, help="Only this user's datasets.")
+@remote_command
+def datasets_list(remote: Remote, user: str | None) -> None:
+    """Datasets, newest first."""
+    remote.show(remote.client.list_datasets(user), [*DATASET_FIELDS[:-1], DATASET_CREATED])
 
 
 @datasets.command("show")

@@ -36,6 +36,8 @@ from pydantic import ConfigDict
 
 from registry.adapters.schemas import AliasEventOut, BaseModelRef, Manifest, ProjectionRef
 from registry.base_models.schemas import PRESIGNED_PUT_MAX_BYTES
+from registry.client.audit import AuditClient
+from registry.client.metadata import MetadataMixin
 
 __all__ = [
     "BaseModelRef",
@@ -124,6 +126,14 @@ def may_retry(method: str, headers: dict[str, str]) -> bool:
     return method == "POST" and "idempotency-key" in names
 
 
+def _retry_after(response: httpx.Response) -> float:
+    """A 429's Retry-After in seconds (integer form; 1 when absent or a date)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
 class _FileChunks:
     """A file as a request body that can be sent again on a retry (a generator could not)."""
 
@@ -138,7 +148,7 @@ class _FileChunks:
                     self.progress(len(chunk))
 
 
-class RegistryClient:
+class RegistryClient(MetadataMixin, AuditClient):
     """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
     `transport=` an httpx transport; otherwise one is made for `base_url`."""
 
@@ -209,6 +219,11 @@ class RegistryClient:
             else:
                 if response.status_code < 400 or response.status_code in ok:
                     return response
+                if response.status_code == 429 and attempt < self.retries:
+                    # Refused before anything ran (rate limit): any method may go again.
+                    self._sleep(min(self.max_backoff, _retry_after(response)))
+                    attempt += 1
+                    continue
                 if response.status_code < 500 or attempt >= self.retries or not retriable:
                     raise ClientError.from_response(response)
             self._sleep(min(self.max_backoff, self.backoff * 2**attempt))
@@ -226,6 +241,16 @@ class RegistryClient:
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.request(method, path, **kwargs).json()
+
+    def pages(self, path: str, params: dict | None = None) -> Iterator[dict]:
+        """Every item of a list route, following `next_cursor` (docs/api.md, "Pagination")."""
+        params = dict(params or {})
+        while True:
+            page = self._json("GET", path, params=params)
+            yield from page["items"]
+            if not page.get("next_cursor"):
+                return
+            params["cursor"] = page["next_cursor"]
 
     # -- resolve and blobs ---------------------------------------------------------------
 
@@ -393,34 +418,39 @@ class RegistryClient:
 
     # -- adapters and aliases -----------------------------------------------------------
 
-    def list_adapters(self, user_id: str) -> list[dict]:
-        return self._json("GET", f"/v1/users/{_segment(user_id)}/adapters")
+    def list_adapters(self, user_id: str, tag: str | None = None) -> list[dict]:
+        """Every adapter of a user (with `tag`, if given), by name."""
+        params = {"tag": tag} if tag else {}
+        return list(self.pages(f"/v1/users/{_segment(user_id)}/adapters", params))
 
     def get_adapter(self, adapter_id: str) -> dict:
         return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}")
 
-    def list_versions(self, adapter_id: str) -> list[dict]:
-        """Every version, oldest first (follows the pages)."""
-        items, cursor = [], None
-        while True:
-            params = {"cursor": cursor} if cursor else {}
-            page = self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/versions", params=params)
-            items.extend(page["items"])
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return items
+    def list_versions(self, adapter_id: str, tag: str | None = None) -> list[dict]:
+        """Every version (with `tag`, if given), oldest first."""
+        params = {"tag": tag} if tag else {}
+        return list(self.pages(f"/v1/adapters/{_segment(adapter_id)}/versions", params))
 
     def get_version(self, adapter_id: str, version: int) -> dict:
         return self._json("GET", f"/v1/adapters/{_segment(adapter_id)}/versions/{version}")
 
     def publish(
-        self, adapter_id: str, alias: str, version: int, if_match: int | None = None
+        self,
+        adapter_id: str,
+        alias: str,
+        version: int,
+        if_match: int | None = None,
+        reason: str | None = None,
     ) -> dict:
+        """Point `alias` at `version`; `reason` goes to the history and the audit log."""
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        body: dict[str, Any] = {"version": version}
+        if reason is not None:
+            body["reason"] = reason
         answer = self._json(
             "PUT",
             f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}",
-            json={"version": version},
+            json=body,
             headers=headers,
         )
         return self._remember(answer)
@@ -434,20 +464,23 @@ class RegistryClient:
         alias: str,
         to_version: int | None = None,
         if_match: int | None = None,
+        reason: str | None = None,
     ) -> dict:
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        body = {"to_version": to_version, "reason": reason}
+        body = {k: v for k, v in body.items() if v is not None}
         answer = self._json(
             "POST",
             f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/rollback",
-            json={"to_version": to_version} if to_version is not None else None,
+            json=body or None,
             headers=headers,
         )
         return self._remember(answer)
 
     def history(self, adapter_id: str, alias: str) -> list[dict]:
-        return self._json(
-            "GET", f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/history"
-        )
+        """Every move of the alias, oldest first."""
+        path = f"/v1/adapters/{_segment(adapter_id)}/aliases/{_segment(alias)}/history"
+        return list(self.pages(path))
 
     # -- base models and projections ----------------------------------------------------
 
@@ -510,8 +543,10 @@ class RegistryClient:
             self.upload_model_file(folder / file["path"], file["sha256"], sent)
         return self.register_base_model(body)
 
-    def list_base_models(self) -> dict:
-        return self._json("GET", "/v1/base-models")
+    def list_base_models(self, cursor: str | None = None, limit: int = 50) -> dict:
+        """One page of base models (`pages("/v1/base-models")` for all)."""
+        params = {"cursor": cursor, "limit": limit} if cursor else {"limit": limit}
+        return self._json("GET", "/v1/base-models", params=params)
 
     def get_base_model(self, base_model_id: str) -> dict:
         return self._json("GET", f"/v1/base-models/{_segment(base_model_id)}")
@@ -523,12 +558,12 @@ class RegistryClient:
         )
 
     def list_projections(self, base_model_id: str) -> list[dict]:
-        return self._json("GET", f"/v1/base-models/{_segment(base_model_id)}/projections")
+        return list(self.pages(f"/v1/base-models/{_segment(base_model_id)}/projections"))
 
     # -- API keys -------------------------------------------------------------------------
 
     def list_keys(self) -> list[dict]:
-        return self._json("GET", "/v1/keys")
+        return list(self.pages("/v1/keys"))
 
     def create_key(self, name: str, scopes: list[str]) -> dict:
         """A new key of this tenant; `api_key` in the answer is its only showing."""

@@ -109,9 +109,10 @@ class Tour:
         labels = ", ".join(f"{u.user_id}: {u.rule(example)}" for u in USERS)
         self.out.print(f'  e.g. "{example.text}" → {labels}')
 
-    def _submit(self, user_id: str, dataset_id: str, publish: bool) -> dict:
+    def _submit(self, user_id: str, dataset_id: str, publish: bool, **metadata: Any) -> dict:
         return self.client.submit_job(
             {
+                **metadata,
                 "user_id": user_id,
                 "dataset_id": dataset_id,
                 "base_model_id": self.base["id"],
@@ -274,12 +275,12 @@ class Tour:
             "carol", "sequence-classification", jsonl(shuffled_labels(train))
         )
         self.out.print("  a nightly retrain for carol read an export whose labels were shuffled")
-        job = self._submit("carol", dataset["id"], publish=True)
+        job = self._submit("carol", dataset["id"], publish=True, tags=["nightly"])
         self._follow({job["id"]: "carol  "})
         changed = self.runtime.sync()
         bad = self.accuracy()
         adapter = self.adapters["carol"]
-        moved = self.client.rollback(adapter, "live")
+        moved = self.client.rollback(adapter, "live", reason="v2 learned from shuffled labels")
         changed_back = self.runtime.sync()
         restored = self.accuracy()
         table = _table("user", "live v1", "after v2 went live", "after the rollback")
@@ -295,12 +296,23 @@ class Tour:
         history = self.client.history(adapter, "live")
         moves = " → ".join(f"{e['kind']} v{e['to_version']}" for e in history)
         self.out.print(f"  carol's `live` history: {moves}; now v{moved['version']}")
+        self.out.print(f"  the history keeps who rolled back and why: {history[-1]['reason']!r}")
+        bad_number = self.client.list_versions(adapter)[-1]["number"]
+        self.client.update_version(
+            adapter, bad_number, add_tags=["bad"], description="trained on shuffled labels"
+        )
+        live = {u["user_id"]: u["adapters"][0]["live_version"] for u in self.client.list_users()}
+        self.out.print(
+            f"  v{bad_number} now carries the tag `bad`; live versions by user: "
+            + ", ".join(f"{uid} v{number}" for uid, number in live.items())
+        )
         self.report["rollback"] = {
             "reloaded_on_publish": changed,
             "reloaded_on_rollback": changed_back,
             "accuracy_bad": bad,
             "accuracy_restored": restored,
             "live_version": moved["version"],
+            "live_versions": live,
         }
 
     # -- 7. sizes --------------------------------------------------------------------------------

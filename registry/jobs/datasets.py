@@ -5,17 +5,20 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import count
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.config import Settings
-from registry.db import get_owned
+from registry.db import created_before, get_owned
 from registry.errors import Invalid, TooLarge
 from registry.input_rules import JsonInputError, load_json
 from registry.jobs.models import TASKS, Dataset
+from registry.tenants import quotas
 
 MAX_REPORTED_ERRORS = 20
 MAX_LINE_BYTES = Settings.model_fields["max_dataset_line_bytes"].default
@@ -148,11 +151,15 @@ def create_dataset(
     size = len(data) if isinstance(data, bytes) else data.stat().st_size
     if size > settings.max_dataset_bytes:
         raise TooLarge(f"dataset exceeds {settings.max_dataset_bytes} bytes")
+    quotas.check_upload(session, tenant_id, user_id, size, settings, lock=False)
     with io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb") as handle:
         stats = validate_jsonl(
             handle, task, settings.max_dataset_rows, settings.max_dataset_line_bytes
         )
     blob = store.put(data) if isinstance(data, bytes) else store.put_file(data)
+    # Again under the tenant's lock, in the transaction that records it (a concurrent upload
+    # may have used the room); a blob stored for nothing is blob GC's to remove.
+    quotas.check_upload(session, tenant_id, user_id, blob.size, settings, lock=True)
     dataset = Dataset(
         tenant_id=tenant_id,
         user_id=user_id,
@@ -169,3 +176,21 @@ def create_dataset(
 
 def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
     return get_owned(session, Dataset, tenant_id, dataset_id, "dataset")
+
+
+def list_datasets(
+    session: Session,
+    tenant_id: str,
+    *,
+    user_id: str | None = None,
+    before: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> list[Dataset]:
+    """Newest first; `before`: the (created_at, id) of the prior page's last dataset."""
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    if user_id is not None:
+        query = query.where(Dataset.user_id == user_id)
+    if before is not None:
+        query = query.where(created_before(Dataset, before))
+    query = query.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)
+    return list(session.scalars(query))

@@ -14,10 +14,12 @@ from datetime import timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from registry.adapters import metadata
 from registry.adapters import service as adapters
 from registry.adapters.models import Adapter, AdapterVersion
 from registry.blob_refs import note_freed
 from registry.db import utcnow
+from registry.jobs import fair_share
 from registry.jobs.models import Job
 from registry.jobs.service import append_job_event, transition_job
 
@@ -95,9 +97,38 @@ def claim_pack(
     """Take the job and up to `room - 1` queued jobs that may train with it (same pack key),
     each with its own lease and fencing token. Empty when the job itself is not ours."""
     lead = _take(session, job_id, worker, lease_s, pack_id)
+    return _pack_around(session, lead, worker, lease_s, pack_id, room)
+
+
+def claim_next(
+    session: Session, job_id: str, worker: str, lease_s: float, *, pack_id: str, room: int
+) -> list[Claim]:
+    """What a train message for `job_id` claims: the fairest claimable job of its queue
+    (registry/jobs/fair_share.py) as the lead, with companions; the message's own job
+    when none is free. Empty: nothing claimable (a spare wake-up).
+
+    No queued job is left without a message: per queue, every queued job has had one
+    message sent (or is unsent, and the sweeper sends it), every claim spends at most one
+    message, and a message is spent without a claim only when no claimable job of its
+    queue was free, each being claimed by another worker at that moment."""
+    row = session.execute(select(Job.queue).where(Job.id == job_id)).first()
+    if row is None:  # deleted since it was sent
+        return []
+    lead = None
+    for candidate in fair_share.lead_order(session, row.queue):
+        if _lock_free(session, [candidate]):
+            lead = _take(session, candidate, worker, lease_s, pack_id)
+        if lead is not None:
+            break
+    if lead is None:
+        lead = _take(session, job_id, worker, lease_s, pack_id)
+    return _pack_around(session, lead, worker, lease_s, pack_id, room)
+
+
+def _pack_around(session, lead: Claim | None, worker, lease_s, pack_id, room) -> list[Claim]:
     if lead is None:
         return []
-    key = session.scalar(select(Job.pack_key).where(Job.id == job_id))
+    key = session.scalar(select(Job.pack_key).where(Job.id == lead.job_id))
     claims = [lead]
     if key is not None and room > 1:
         claims += _take_companions(session, key, worker, lease_s, pack_id, room - 1)
@@ -116,8 +147,9 @@ def claim_companions(
     pack_size: int,
 ) -> list[Claim]:
     """Up to `limit` more queued jobs with this pack key for a pack of `pack_size` jobs now
-    (continuous batching: they join at the next step)."""
-    claims = _take_companions(session, key, worker, lease_s, pack_id, limit) if limit > 0 else []
+    (continuous batching: they join at the next step), while fair share lets the pack grow."""
+    grow = limit > 0 and fair_share.pack_may_grow(session, key)
+    claims = _take_companions(session, key, worker, lease_s, pack_id, limit) if grow else []
     _announce(session, claims, worker, pack_id, pack_size + len(claims))
     return claims
 
@@ -125,22 +157,31 @@ def claim_companions(
 def _take_companions(
     session: Session, key: str, worker: str, lease_s: float, pack_id: str, limit: int
 ) -> list[Claim]:
-    # PostgreSQL: rows another worker is claiming right now are skipped, not waited for.
-    # SQLite has one writer at a time, so the same conditional UPDATE is enough there.
-    candidates = session.scalars(
-        select(Job.id)
-        .where(
-            Job.pack_key == key,
-            Job.state == "queued",
-            Job.cancel_requested_at.is_(None),
-            Job.attempts < Job.max_attempts,
+    order = fair_share.companion_order(session, key, limit)
+    free = _lock_free(session, order)
+    claims: list[Claim] = []
+    for job_id in (job_id for job_id in order if job_id in free):
+        claim = _take(session, job_id, worker, lease_s, pack_id)
+        if claim is not None:
+            claims.append(claim)
+        if len(claims) == limit:
+            break
+    return claims
+
+
+def _lock_free(session: Session, job_ids: list[str]) -> set[str]:
+    """Lock those of the queued jobs no other worker is claiming right now. PostgreSQL skips
+    rows another transaction holds instead of waiting for them; SQLite has one writer at a
+    time, so there the conditional UPDATE of `_take` is enough."""
+    if not job_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Job.id)
+            .where(Job.id.in_(job_ids), Job.state == "queued")
+            .with_for_update(skip_locked=True)
         )
-        .order_by(Job.created_at, Job.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    claims = (_take(session, job_id, worker, lease_s, pack_id) for job_id in candidates)
-    return [claim for claim in claims if claim is not None]
+    )
 
 
 def _owned(job_id: str, token: int):
@@ -232,8 +273,17 @@ def finish_success(
         job_id=job.id,
         parent_version_id=job.warm_start_version_id,
     )
+    if job.description or job.tags:
+        metadata.update(session, adapter, version, description=job.description, tags=job.tags)
     if job.publish:
-        adapters.set_alias(session, job.tenant_id, adapter.id, "live", version.number)
+        adapters.set_alias(
+            session,
+            job.tenant_id,
+            adapter.id,
+            "live",
+            version.number,
+            reason=f"published by job {job.id}",
+        )
     _finish(session, job, "succeeded", result_version_id=version.id, progress=1.0)
     append_job_event(session, job.id, "metrics", metrics)
     return version

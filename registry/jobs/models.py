@@ -28,6 +28,8 @@ class Dataset(Base):
     __tablename__ = "datasets"
     __table_args__ = (
         CheckConstraint("task IN ('causal-lm', 'sequence-classification')", name="task"),
+        # Quotas: is this user new to the tenant, how many users (registry/tenants/quotas.py).
+        Index("ix_datasets_tenant_id_user_id", "tenant_id", "user_id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -58,6 +60,10 @@ class Job(Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         # A worker looks for queued jobs it may train in its pack (registry/jobs/packing.py).
         Index("ix_jobs_pack_key_state_created_at", "pack_key", "state", "created_at"),
+        # Quotas count a tenant's active jobs; fair share asks when a tenant last got a
+        # worker of a queue (registry/tenants/quotas.py, registry/jobs/fair_share.py).
+        Index("ix_jobs_tenant_id_state", "tenant_id", "state"),
+        Index("ix_jobs_tenant_id_queue_started_at", "tenant_id", "queue", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

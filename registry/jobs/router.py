@@ -12,7 +12,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from registry.api.deps import DispatcherDep, ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
-from registry.api.pagination import MAX_LIMIT, ByCreatedAt, Page, decode_cursor, encode_cursor
+from registry.api.pagination import (
+    DEFAULT_LIMIT,
+    ByCreatedAt,
+    Limit,
+    Page,
+    created_key,
+    decode_cursor,
+    next_cursor,
+)
 from registry.api.uploads import spooled_body
 from registry.db import after_commit, session_scope
 from registry.errors import BadRequest
@@ -62,6 +70,28 @@ async def upload_dataset(
         return await run_in_threadpool(store_dataset)
 
 
+@router.get("/v1/datasets", response_model=Page[DatasetOut])
+def list_datasets(
+    principal: ReadDep,
+    session: SessionDep,
+    user_id: Annotated[UserId | None, Query(description="Only this user's datasets.")] = None,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[DatasetOut]:
+    """Datasets, newest first."""
+    rows = datasets.list_datasets(
+        session,
+        principal.tenant_id,
+        user_id=user_id,
+        before=decode_cursor(cursor, ByCreatedAt),
+        limit=limit,
+    )
+    return Page(
+        items=[DatasetOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor(rows, limit, created_key),
+    )
+
+
 @router.get("/v1/datasets/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset_id: str, principal: ReadDep, session: SessionDep) -> DatasetOut:
     """One dataset's record."""
@@ -86,6 +116,7 @@ def submit_job(
         body,
         idempotency_key=idempotency_key,
         max_attempts=settings.job_max_attempts,
+        settings=settings,
     )
     if created:
         factory = request.app.state.session_factory
@@ -113,7 +144,7 @@ def list_jobs(
     user_id: Annotated[UserId | None, Query()] = None,
     status: str | None = Query(None, description="queued, running, succeeded, failed, cancelled"),
     cursor: str | None = None,
-    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[JobOut]:
     """Jobs, newest first."""
     if status is not None and status not in JOB_STATES:
@@ -126,12 +157,10 @@ def list_jobs(
         before=decode_cursor(cursor, ByCreatedAt),
         limit=limit,
     )
-    next_cursor = (
-        encode_cursor([rows[-1].created_at.isoformat(), rows[-1].id])
-        if len(rows) == limit
-        else None
+    return Page(
+        items=[JobOut.model_validate(r) for r in rows],
+        next_cursor=next_cursor(rows, limit, created_key),
     )
-    return Page(items=[JobOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)

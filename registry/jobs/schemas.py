@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic_core import PydanticCustomError
 
+from registry.adapters.schemas import Description, TagList
 from registry.names import AdapterName, UserId
 from registry.vera.auto_lr import AUTO
 
@@ -67,6 +68,16 @@ class JobRequest(BaseModel):
     warm_start: bool = Field(False, description="Start from the adapter's live version.")
     publish: bool = Field(True, description="Move the `live` alias to the new version.")
     queue: str | None = Field(None, max_length=200, description="Route to a GPU pool.")
+    description: Description | None = Field(
+        None, description="Description of the version this job creates."
+    )
+    tags: TagList = Field([], description="Tags of the version this job creates.")
+    adapter_description: Description | None = Field(
+        None, description="Replaces the adapter's description at submit (null: keep it)."
+    )
+    adapter_tags: TagList | None = Field(
+        None, description="Replace the adapter's tags at submit (null: keep them)."
+    )
 
 
 class JobOut(BaseModel):
@@ -91,6 +102,8 @@ class JobOut(BaseModel):
     error_message: str | None
     cancel_requested_at: datetime | None
     result_version_id: str | None
+    description: str | None = None
+    tags: list[str] = []
     pack_id: str | None = Field(None, description="The pack it trains (or last trained) in.")
     pack_size: int | None = Field(None, description="Jobs in that pack at its latest step.")
     checkpoint_step: int | None = Field(None, description="Step of its latest checkpoint.")

@@ -10,15 +10,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from registry.adapters import metadata
 from registry.adapters.models import AdapterVersion, Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
 from registry.blob_refs import note_freed
-from registry.db import get_owned, utcnow
+from registry.config import Settings
+from registry.db import created_before, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
 from registry.jobs.models import Dataset, Job, JobEvent
 from registry.jobs.packing import pack_key
 from registry.jobs.schemas import JobRequest
+from registry.tenants import quotas
 from registry.vera.capabilities import job_problems
 from registry.webhooks.outbox import emit
 
@@ -32,8 +35,17 @@ TRANSITIONS = {
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
+# Fields added after requests were first hashed: left out while unset, so an
+# Idempotency-Key replay of an older request still matches.
+_LATER_FIELDS = ("description", "tags", "adapter_description", "adapter_tags")
+
+
 def _request_sha256(request: JobRequest) -> str:
-    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True)
+    body = request.model_dump(mode="json")
+    for field in _LATER_FIELDS:
+        if not body[field]:
+            del body[field]
+    canonical = json.dumps(body, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -89,9 +101,12 @@ def submit_job(
     *,
     idempotency_key: str | None = None,
     max_attempts: int = 3,
+    settings: Settings | None = None,
 ) -> tuple[Job, bool]:
-    """Validate everything, then record a queued job. Returns (job, created)."""
+    """Validate everything, then record a queued job. Returns (job, created). With
+    `settings`, the tenant's quotas apply to a new job (not to a replay)."""
     request_sha256 = _request_sha256(request)
+    policy = quotas.begin_submit(session, tenant_id, settings) if settings else None
     if idempotency_key:
         existing = _replay(session, tenant_id, idempotency_key, request_sha256)
         if existing is not None:
@@ -103,6 +118,8 @@ def submit_job(
             + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
             details=errors,
         )
+    if policy is not None:
+        quotas.check_submit(session, tenant_id, request.user_id, policy)
     dataset = session.get(Dataset, request.dataset_id)
     adapter = get_or_create_adapter(
         session,
@@ -136,6 +153,8 @@ def submit_job(
         warm_start_version_id=warm_start_version_id,
         publish=request.publish,
         queue=request.queue,
+        description=request.description or None,
+        tags=sorted(set(request.tags)),
         state="queued",
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
@@ -160,7 +179,19 @@ def submit_job(
             raise
         return existing, False
     append_job_event(session, job.id, "state", {"state": "queued"})
+    _apply_adapter_metadata(session, adapter, request)
     return job, True
+
+
+def _apply_adapter_metadata(session: Session, adapter, request: JobRequest) -> None:
+    """adapter_description / adapter_tags of a new job replace the adapter's (as a PATCH)."""
+    changes: dict = {}
+    if request.adapter_description is not None:
+        changes["description"] = request.adapter_description
+    if request.adapter_tags is not None:
+        changes["tags"] = request.adapter_tags
+    if changes:
+        metadata.update(session, adapter, **changes)
 
 
 def _replay(session: Session, tenant_id: str, key: str, request_sha256: str) -> Job | None:
@@ -198,10 +229,7 @@ def list_jobs(
     if state is not None:
         query = query.where(Job.state == state)
     if before is not None:
-        created_at, job_id = before
-        query = query.where(
-            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
-        )
+        query = query.where(created_before(Job, before))
     return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 

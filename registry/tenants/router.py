@@ -8,6 +8,15 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.api.deps import AdminDep, SessionDep
+from registry.api.pagination import (
+    DEFAULT_LIMIT,
+    ByCreatedAt,
+    Limit,
+    Page,
+    created_key,
+    decode_cursor,
+    next_cursor,
+)
 from registry.db import after_commit
 from registry.tenants import service
 
@@ -39,20 +48,35 @@ class NewKeyOut(KeyOut):
 @router.post("", status_code=201, response_model=NewKeyOut)
 def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyOut:
     """Create an API key for this tenant; the response is the only time it is shown."""
-    key, plaintext = service.create_api_key(session, principal.tenant_id, body.scopes, body.name)
+    key, plaintext = service.create_api_key(
+        session, principal.tenant_id, body.scopes, body.name, actor_key_id=principal.key_id
+    )
     return NewKeyOut(**KeyOut.model_validate(key).model_dump(), api_key=plaintext)
 
 
-@router.get("", response_model=list[KeyOut])
-def list_keys(principal: AdminDep, session: SessionDep) -> list[KeyOut]:
-    """This tenant's API keys (never the secrets)."""
-    return [KeyOut.model_validate(k) for k in service.list_api_keys(session, principal.tenant_id)]
+@router.get("", response_model=Page[KeyOut])
+def list_keys(
+    principal: AdminDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[KeyOut]:
+    """This tenant's API keys (never the secrets), oldest first."""
+    rows = service.list_api_keys(
+        session, principal.tenant_id, after=decode_cursor(cursor, ByCreatedAt), limit=limit
+    )
+    return Page(
+        items=[KeyOut.model_validate(k) for k in rows],
+        next_cursor=next_cursor(rows, limit, created_key),
+    )
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
 def revoke_key(key_id: str, principal: AdminDep, session: SessionDep, request: Request) -> KeyOut:
     """Revoke a key: at once on this server, within a few seconds on the others (their
     auth caches)."""
-    key = service.revoke_api_key(session, principal.tenant_id, key_id)
+    key = service.revoke_api_key(
+        session, principal.tenant_id, key_id, actor_key_id=principal.key_id
+    )
     after_commit(session, lambda: request.app.state.auth_cache.forget_key(key_id))
     return KeyOut.model_validate(key)

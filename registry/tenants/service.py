@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from registry.db import get_owned, utcnow
+from registry.audit import service as audit_log
+from registry.db import created_after, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound, Unauthorized
 from registry.tenants.models import ApiKey, Tenant
 
@@ -66,9 +68,15 @@ def check_scopes(scopes: list[str] | tuple[str, ...]) -> list[str]:
 
 
 def create_api_key(
-    session: Session, tenant_id: str, scopes: list[str], name: str = "default"
+    session: Session,
+    tenant_id: str,
+    scopes: list[str],
+    name: str = "default",
+    *,
+    actor_key_id: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key; the plaintext (`vera_<prefix>_<secret>`) is returned once and never stored."""
+    """A new key; the plaintext (`vera_<prefix>_<secret>`) is returned once and never stored.
+    Audited as made by `actor_key_id` (None: a server-side command)."""
     if session.get(Tenant, tenant_id) is None:
         raise NotFound(f"tenant {tenant_id} not found")
     prefix = secrets.token_hex(6)
@@ -82,7 +90,15 @@ def create_api_key(
     )
     session.add(key)
     session.flush()
+    _audit_key(session, "key.created", key, actor_key_id)
     return key, f"{KEY_PREFIX}_{prefix}_{secret}"
+
+
+def _audit_key(session: Session, action: str, key: ApiKey, actor_key_id: str | None) -> None:
+    details = {"name": key.name, "scopes": list(key.scopes)}
+    audit_log.record(
+        session, key.tenant_id, action, actor_key_id=actor_key_id, target=key.id, details=details
+    )
 
 
 def authenticate(session: Session, plaintext: str) -> Principal:
@@ -101,15 +117,27 @@ def authenticate(session: Session, plaintext: str) -> Principal:
     return Principal(tenant_id=key.tenant_id, scopes=tuple(key.scopes), key_id=key.id)
 
 
-def list_api_keys(session: Session, tenant_id: str) -> list[ApiKey]:
+def list_api_keys(
+    session: Session,
+    tenant_id: str,
+    *,
+    after: tuple[datetime, str] | None = None,
+    limit: int | None = None,
+) -> list[ApiKey]:
+    """Oldest first; `after`: the (created_at, id) of the prior page's last key."""
     query = select(ApiKey).where(ApiKey.tenant_id == tenant_id)
-    return list(session.scalars(query.order_by(ApiKey.created_at, ApiKey.id)))
+    if after is not None:
+        query = query.where(created_after(ApiKey, after))
+    return list(session.scalars(query.order_by(ApiKey.created_at, ApiKey.id).limit(limit)))
 
 
-def revoke_api_key(session: Session, tenant_id: str, key_id: str) -> ApiKey:
-    """Revoke a key (idempotent)."""
+def revoke_api_key(
+    session: Session, tenant_id: str, key_id: str, *, actor_key_id: str | None = None
+) -> ApiKey:
+    """Revoke a key (idempotent: only the first revocation is audited)."""
     key = get_owned(session, ApiKey, tenant_id, key_id, "API key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()
+        _audit_key(session, "key.revoked", key, actor_key_id)
     return key

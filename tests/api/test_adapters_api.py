@@ -82,7 +82,7 @@ def test_publish_with_if_match_rollback_history_resolve(client, app, tenant):
         "/v1/resolve", params={"user_id": "alice"}, headers={**auth, "If-None-Match": etag}
     )
     assert after.status_code == 200 and after.json()["version"] == 1
-    history = client.get(f"{alias_url}/history", headers=auth).json()
+    history = client.get(f"{alias_url}/history", headers=auth).json()["items"]
     assert [(h["kind"], h["to_version"]) for h in history] == [
         ("set", 1),
         ("set", 2),
@@ -120,7 +120,7 @@ def test_feed_in_order_and_long_poll_wakes_on_publish(client, app, tenant):
 def test_lists_and_version_pages(client, app, tenant):
     adapter_id, _ = _published(client, app, tenant)
     auth = tenant.auth("read")
-    adapters = client.get("/v1/users/alice/adapters", headers=auth).json()
+    adapters = client.get("/v1/users/alice/adapters", headers=auth).json()["items"]
     assert [a["id"] for a in adapters] == [adapter_id]
     page = client.get(
         f"/v1/adapters/{adapter_id}/versions", params={"limit": 2}, headers=auth

@@ -37,7 +37,7 @@ def test_revoked_key_stops_working(client, tenant, app):
     assert client.delete(f"/v1/keys/{created['id']}", headers=tenant.auth()).status_code == 200
     app.state.auth_cache.forget_all()  # otherwise it takes up to the cache TTL (5 s)
     assert client.get("/v1/base-models", headers=key).status_code == 401
-    listed = client.get("/v1/keys", headers=tenant.auth()).json()
+    listed = client.get("/v1/keys", headers=tenant.auth()).json()["items"]
     assert all("api_key" not in k and "secret" not in str(k) for k in listed)
 
 

@@ -15,7 +15,7 @@ def _world(client, app, tenant):
         app, tenant.id, [helpers.safetensors_blob([1.0, 2.0])], user_id="bob"
     )
     client.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 1}, headers=auth)
-    key = client.get("/v1/keys", headers=auth).json()[0]
+    key = client.get("/v1/keys", headers=auth).json()["items"][0]
     webhook = client.post(
         "/v1/webhooks",
         json={"url": "https://93.184.215.14/hook", "event_types": ["job.failed"]},
@@ -40,6 +40,8 @@ def _world(client, app, tenant):
 BODIES = {
     ("POST", "/v1/base-models/files/{sha256}/complete"): {"upload_id": "0" * 32},
     ("PUT", "/v1/adapters/{adapter_id}/aliases/{alias}"): {"version": 1},
+    ("PATCH", "/v1/adapters/{adapter_id}"): {"description": "mine now", "tags": ["x"]},
+    ("PATCH", "/v1/adapters/{adapter_id}/versions/{number}"): {"add_tags": ["x"]},
     ("POST", "/v1/base-models/{base_model_id}/projections"): {
         "seed": 7,
         "r": 16,
@@ -63,12 +65,19 @@ OWN_TENANT = {
     ("PUT", "/v1/base-models/files/{sha256}"),
     ("POST", "/v1/base-models/files/{sha256}/presign"),
     ("GET", "/v1/users/{user_id}/adapters"),
+    ("GET", "/v1/users"),
+    ("GET", "/v1/datasets"),
     ("GET", "/v1/resolve"),
     ("GET", "/v1/retention"),
     ("PATCH", "/v1/retention"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/usage"),
     ("GET", "/v1/webhooks"),
     ("POST", "/v1/webhooks"),
 }
+# The operator API (/v1/operator/...) is no tenant-key API: it takes the operator's token,
+# never an API key, and addresses every tenant by name (tests/api/test_quotas.py).
+OPERATOR_PREFIX = "/v1/operator/"
 
 
 def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tenant):
@@ -77,7 +86,7 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
     intruder = other_tenant.auth()
     checked = 0
     for path, operations in app.openapi()["paths"].items():
-        if not path.startswith("/v1/"):
+        if not path.startswith("/v1/") or path.startswith(OPERATOR_PREFIX):
             continue
         for method in (m.upper() for m in operations):
             if (method, path) in OWN_TENANT:
@@ -94,12 +103,23 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
     assert client.get("/v1/resolve", params={"user_id": "bob"}, headers=auth).status_code == 200
     assert client.get(f"/v1/adapters/{ids['adapter_id']}/versions/1", headers=auth).is_success
     # Tenant-wide routes: the intruder sees none of the owner's rows.
-    for url in ("/v1/base-models", "/v1/jobs", "/v1/webhooks"):
+    for url in ("/v1/base-models", "/v1/jobs", "/v1/users", "/v1/datasets", "/v1/webhooks"):
         assert client.get(url, headers=intruder).json()["items"] == []
+    assert client.get("/v1/users", headers=auth).json()["items"][0]["user_id"] == "alice"
     assert client.get("/v1/feed", headers=intruder).json()["events"] == []
-    assert client.get("/v1/users/bob/adapters", headers=intruder).json() == []
+    owner_audit = {e["id"] for e in client.get("/v1/audit", headers=auth).json()["items"]}
+    seen_audit = {e["id"] for e in client.get("/v1/audit", headers=intruder).json()["items"]}
+    assert owner_audit and not owner_audit & seen_audit
+    assert client.get("/v1/users/bob/adapters", headers=intruder).json()["items"] == []
     assert client.get("/v1/resolve", params={"user_id": "bob"}, headers=intruder).status_code == 404
-    own_keys = client.get("/v1/keys", headers=intruder).json()
+    usage = client.get("/v1/usage", headers=intruder).json()["quotas"]
+    assert {name: q["used"] for name, q in usage.items()} == {
+        "max_active_jobs": 0,
+        "max_stored_bytes": 0,
+        "max_users": 0,
+        "max_requests_per_s": None,
+    }
+    own_keys = client.get("/v1/keys", headers=intruder).json()["items"]
     assert ids["key_id"] not in {k["id"] for k in own_keys}
     foreign_dataset_job = helpers.job_body(
         {"id": ids["base_model_id"]}, {"id": "x"}, {"id": ids["dataset_id"], "user_id": "alice"}

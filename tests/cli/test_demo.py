@@ -48,6 +48,7 @@ def test_demo_personalizes_three_users_and_rolls_one_back(tmp_path):
         assert rollback["accuracy_bad"][uid] == users[uid]["accuracy_after"]
     assert rollback["accuracy_restored"] == {u: users[u]["accuracy_after"] for u in users}
     assert rollback["live_version"] == 1
+    assert rollback["live_versions"] == {"alice": 1, "bob": 1, "carol": 1}  # GET /v1/users
 
     sizes = measured["sizes"]
     assert sizes["lora_params"] > 5 * sizes["vera_params"]

@@ -168,7 +168,7 @@ def test_the_client_sends_every_id_as_one_encoded_path_segment(user_id, raw_path
 
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request.url.raw_path)
-        return httpx.Response(200, json=[])
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
 
     with RegistryClient("http://registry.test", transport=httpx.MockTransport(answer)) as client:
         client.list_adapters(user_id)

@@ -107,6 +107,10 @@ def test_submit_train_publish_download_load_with_peft(stack, tmp_path):
         "/v1/resolve", params={"user_id": "alice"}, headers=stack.auth
     ).json()
     assert manifest["version"] == 1 and manifest["alias"] == "live"
+    feed = stack.client.get("/v1/feed", headers=stack.auth).json()["events"]
+    assert [(e["actor_key_id"], e["reason"]) for e in feed] == [
+        (None, f"published by job {job['id']}")  # the worker moved it, no key
+    ]
     blob = stack.client.get(manifest["blob_url"], headers=stack.auth)
     assert blob.status_code == 200 and len(blob.content) == manifest["blob_size_bytes"]
     events = stack.client.get(f"/v1/jobs/{job['id']}/events", headers=stack.auth).json()

@@ -75,6 +75,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_tenant_policies")),
     )
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.create_index("ix_jobs_tenant_id_state", ["tenant_id", "state"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_tenant_id_queue_started_at", ["tenant_id", "queue", "started_at"], unique=False
+        )
+    with op.batch_alter_table("datasets", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_datasets_tenant_id_user_id", ["tenant_id", "user_id"], unique=False
+        )
 
     # --- metadata and tags ---
     with op.batch_alter_table("adapters", schema=None) as batch_op:
@@ -260,6 +269,11 @@ def downgrade() -> None:
         batch_op.drop_column("description")
 
     # --- quotas and retention policy ---
+    with op.batch_alter_table("datasets", schema=None) as batch_op:
+        batch_op.drop_index("ix_datasets_tenant_id_user_id")
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_index("ix_jobs_tenant_id_queue_started_at")
+        batch_op.drop_index("ix_jobs_tenant_id_state")
     op.drop_table("tenant_policies")
 
     # --- erasure and retention ---
