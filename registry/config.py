@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     blob_gc_interval_s: float = Field(
         3600.0, description="How often blob garbage collection runs (its own slow schedule)."
     )
+    retention_interval_s: float = Field(
+        3600.0, description="How often retention deletes old versions and purges idle datasets."
+    )
     model_sources: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated roots (local dirs, s3://bucket/prefix) base models may "

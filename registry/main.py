@@ -19,6 +19,7 @@ from registry.api.errors import ERROR_RESPONSES, install_error_handlers
 from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from registry.api.rate_limit import RateLimiter
+from registry.blob_refs import remove_freed_on_commit
 from registry.config import Settings, get_settings
 from registry.db import make_engine, make_sessionmaker
 from registry.dispatch import JobDispatcher, NullDispatcher
@@ -38,6 +39,7 @@ def create_app(
     dispatcher: JobDispatcher | None = None,
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
+    from registry.adapters.erasure import router as erasure_router
     from registry.adapters.metadata_router import router as metadata_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
@@ -46,6 +48,7 @@ def create_app(
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
     from registry.tenants.operator import router as operator_router
+    from registry.tenants.retention import router as retention_router
     from registry.tenants.router import router as tenants_router
     from registry.tenants.usage import router as usage_router
     from registry.webhooks.router import router as webhooks_router
@@ -64,6 +67,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = make_sessionmaker(engine)
     app.state.store = store or open_store(settings)
+    remove_freed_on_commit(app.state.session_factory, app.state.store)
     app.state.dispatcher = dispatcher or _default_dispatcher(settings)
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.rate_limiter = RateLimiter(settings, app.state.session_factory)
@@ -72,7 +76,10 @@ def create_app(
     app.state.feed_waiters = FeedWaiters()
     app.state.pg_listener = None  # started with the app (see _lifespan)
     app.state.manifests = ManifestCache(
-        app.state.session_factory, settings.resolve_cache_s, on_event=app.state.feed_waiters.wake
+        app.state.session_factory,
+        settings.resolve_cache_s,
+        on_event=app.state.feed_waiters.wake,
+        on_delete=lambda tenant_id, adapter_ids: _forget_deleted(app, tenant_id, adapter_ids),
     )
 
     install_error_handlers(app)
@@ -99,9 +106,11 @@ def create_app(
     for router in (
         health_router,
         tenants_router,
+        retention_router,
         base_models_router,
         jobs_router,
         adapters_router,
+        erasure_router,
         metadata_router,
         serving_router,
         audit_router,
@@ -132,6 +141,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if listener is not None:
             app.state.pg_listener = None
             listener.stop()
+
+
+def _forget_deleted(app: FastAPI, tenant_id: str | None, adapter_ids: list[str] | None) -> None:
+    """A deletion (or missed events: None) reached this process: where versions' blobs live
+    and the cached bytes go, so nothing deleted is served from memory."""
+    index = app.state.version_index
+    for key in list(index):
+        if tenant_id is None or (key[0] == tenant_id and key[1] in (adapter_ids or ())):
+            index.pop(key, None)
+    app.state.blob_cache.clear()
 
 
 def _default_dispatcher(settings: Settings) -> JobDispatcher:

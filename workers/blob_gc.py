@@ -11,38 +11,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.adapters.models import AdapterVersion
-from registry.base_models.models import BaseModelFile, ModelFileUpload
+from registry.blob_refs import referenced
 from registry.db import session_scope, utcnow
-from registry.jobs.models import Dataset, Job
 from registry.storage import BlobInfo, BlobStore
 
 log = logging.getLogger(__name__)
 
-# Every column that holds a blob's sha256. A new kind of row that references blobs (base-model
-# files, checkpoints, …) adds its column here, and GC leaves those blobs alone.
-BLOB_REFERENCES = [
-    AdapterVersion.blob_sha256,
-    Dataset.blob_sha256,
-    BaseModelFile.sha256,
-    ModelFileUpload.sha256,  # uploaded, its manifest still to come
-    Job.checkpoint_blob_sha256,  # a running or queued job's latest checkpoint
-]
 PAGE = 500
-
-
-def referenced(session: Session, sha256s: Collection[str]) -> set[str]:
-    """Those of `sha256s` that some row references now."""
-    found: set[str] = set()
-    for column in BLOB_REFERENCES:
-        found.update(session.scalars(select(column).where(column.in_(sha256s)).distinct()))
-    return found
 
 
 def collect_garbage(factory: sessionmaker[Session], store: BlobStore, grace_s: float) -> list[str]:

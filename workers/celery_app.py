@@ -16,6 +16,7 @@ MAINTENANCE_QUEUE = "maintenance"
 TRAIN_TASK = "vera.train"
 SWEEP_TASK = "vera.sweep"
 BLOB_GC_TASK = "vera.blob_gc"
+RETENTION_TASK = "vera.retention"
 WEBHOOKS_TASK = "vera.webhooks"
 
 
@@ -65,6 +66,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_routes={
             SWEEP_TASK: {"queue": MAINTENANCE_QUEUE},
             BLOB_GC_TASK: {"queue": MAINTENANCE_QUEUE},
+            RETENTION_TASK: {"queue": MAINTENANCE_QUEUE},
             WEBHOOKS_TASK: {"queue": MAINTENANCE_QUEUE},
         },
         task_soft_time_limit=settings.job_max_runtime_s,
@@ -76,6 +78,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         beat_schedule={
             "sweep": _every(SWEEP_TASK, settings.sweep_interval_s),
             "blob-gc": _every(BLOB_GC_TASK, settings.blob_gc_interval_s),
+            "retention": _every(RETENTION_TASK, settings.retention_interval_s),
             "webhooks": _every(WEBHOOKS_TASK, settings.webhook_interval_s),
         },
         accept_content=["json"],

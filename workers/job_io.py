@@ -55,6 +55,11 @@ def runtime_limit(settings: Settings, job_limit_s: int | None) -> float:
 
 
 def examples(store, spec: JobSpec, settings: Settings) -> list[dict]:
+    if spec.dataset.blob_sha256 is None:  # submitted while retention purged it
+        raise UserInputError(
+            f"dataset {spec.dataset.id} was purged by retention; upload it again",
+            code="dataset_purged",
+        )
     data = io.BytesIO(store.get(spec.dataset.blob_sha256))
     # The same line rule the upload was validated with (U+2028 inside a string is no break).
     lines = numbered_lines(data, settings.max_dataset_line_bytes)

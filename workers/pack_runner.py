@@ -262,6 +262,7 @@ class PackRunner:
     def _succeed(self, job: PackJob) -> None:
         self.heartbeat.beat(job.beat)  # its last step's progress, however short the run
         self._leave(job)
+        info = None
         try:
             result, extra = job.plan.choose(job.results, job.failed)
             metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float | str)}
@@ -285,6 +286,7 @@ class PackRunner:
                 )
             self._outcome(job, f"succeeded:v{version.number}")
         except lease.LeaseLost:
+            checkpoints.discard_if_erased(self.ctx, job.job_id, info.sha256 if info else None)
             self._outcome(job, "lease_lost")
         except Exception as exc:
             self._fail(job, exc)

@@ -15,8 +15,16 @@ from registry.db import make_engine, make_sessionmaker
 from registry.storage import open_store
 from registry.webhooks.sender import prune_finished, send_due
 from workers.blob_gc import collect_garbage
-from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, TRAIN_TASK, WEBHOOKS_TASK, make_celery
+from workers.celery_app import (
+    BLOB_GC_TASK,
+    RETENTION_TASK,
+    SWEEP_TASK,
+    TRAIN_TASK,
+    WEBHOOKS_TASK,
+    make_celery,
+)
 from workers.dispatch import CeleryDispatcher
+from workers.retention import apply_retention
 from workers.sweeper import sweep
 from workers.training import SHUTTING_DOWN, RetryLater, WorkerContext, run_training_job
 
@@ -64,6 +72,14 @@ def blob_gc_task() -> dict:
     ctx = context()
     deleted = collect_garbage(ctx.session_factory, ctx.store, ctx.settings.blob_gc_grace_s)
     return {"blobs_deleted": len(deleted)}
+
+
+@app.task(name=RETENTION_TASK)
+def retention_task() -> dict:
+    """Apply every tenant's retention policy: old versions deleted, idle datasets purged."""
+    ctx = context()
+    report = apply_retention(ctx.session_factory, ctx.settings)
+    return {k: len(v) for k, v in vars(report).items()}
 
 
 # Finished deliveries are pruned once an hour per worker process, not on every 2 s tick.

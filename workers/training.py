@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 import registry.models  # noqa: F401  (every mapper, so foreign keys resolve)
+from registry.blob_refs import remove_freed_on_commit
 from registry.config import Settings
 from registry.db import new_id, session_scope
 from registry.jobs import lease
@@ -39,6 +40,9 @@ class WorkerContext:
     worker_name: str = "worker"
 
     def __post_init__(self) -> None:
+        # Blobs a transaction stops referencing (an ended job's checkpoint, a deleted
+        # version) go right after its commit; blob GC is the fallback.
+        remove_freed_on_commit(self.session_factory, self.store)
         if self.models is None:
             self.models = ModelCache(self.settings, self.store)
 

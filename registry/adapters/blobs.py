@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from registry.api.etags import etag_matches
 from registry.errors import RegistryError
 
-# Blobs are content-addressed, so a cached copy can never be stale.
+# Blobs are content-addressed, so a cached copy is never stale; deletions clear the cache.
 CACHE_BYTES = 64 * 1024 * 1024
 STREAM_ABOVE = 8 * 1024 * 1024
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -29,6 +29,12 @@ class BlobCache:
         self._size = 0
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget every blob (a deletion: the bytes of what was deleted leave memory too)."""
+        with self._lock:
+            self._items.clear()
+            self._size = 0
 
     def peek(self, sha256: str) -> bytes | None:
         with self._lock:

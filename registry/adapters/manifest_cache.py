@@ -23,7 +23,10 @@ from registry.adapters.models import AliasEvent
 from registry.db import session_scope
 
 Key = tuple[str, str, str, str]  # tenant, user, adapter name, alias
-EventRow = tuple[int, str, str, str, str]  # seq, then the Key it touches
+# seq, tenant, user, adapter name, alias (the Key an alias move touches), then the kind and
+# the adapter ids a deletion removed (None for alias moves).
+EventRow = tuple[int, str, str | None, str | None, str | None, str, list[str] | None]
+DELETIONS = ("version_deleted", "adapter_deleted", "user_deleted")
 # A connected listener proves itself at least this often (a ping or a notification);
 # past that its silence may be a dead connection, so polling takes over.
 PUSH_LIVENESS_S = 3.0
@@ -36,11 +39,15 @@ class ManifestCache:
         max_age_s: float,
         max_entries: int = 200_000,
         on_event: Callable[[str | None, int | None], None] | None = None,
+        on_delete: Callable[[str | None, list[str] | None], None] | None = None,
     ) -> None:
         self._factory = session_factory
         self.max_age_s = max_age_s
         self._max_entries = max_entries
         self._on_event = on_event or (lambda _tenant, _seq: None)
+        # What else this process keeps about adapters (version index, blob bytes) forgets
+        # them too: (tenant, adapter ids), or (None, None) for everything.
+        self._on_delete = on_delete or (lambda _tenant, _ids: None)
         self._entries: dict[Key, dict] = {}
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
@@ -94,15 +101,36 @@ class ManifestCache:
             self._entries.pop(key, None)
             self.epoch += 1
 
+    def forget_adapters(self, tenant_id: str, adapter_ids: Iterable[str]) -> None:
+        """Drop every manifest of these adapters (deleted) and what else this process
+        keeps about them."""
+        ids = set(adapter_ids)
+        with self._lock:
+            self._drop_adapters(tenant_id, ids)
+            self.epoch += 1
+        self._on_delete(tenant_id, sorted(ids))
+
+    def _drop_adapters(self, tenant_id: str, ids: set[str]) -> None:
+        gone = [k for k, m in self._entries.items() if k[0] == tenant_id and m["adapter_id"] in ids]
+        for key in gone:
+            del self._entries[key]
+
     def apply(self, rows: Iterable[EventRow]) -> None:
         """New events (in seq order): drop what they touch, then wake their feed waiters."""
         woken: dict[str, int] = {}
+        deleted: list[tuple[str, list[str]]] = []
         with self._lock:
-            for seq, *key in rows:
-                self._entries.pop(tuple(key), None)
+            for seq, tenant_id, user_id, adapter_name, alias, kind, adapter_ids in rows:
+                if kind in DELETIONS:
+                    self._drop_adapters(tenant_id, set(adapter_ids or ()))
+                    deleted.append((tenant_id, list(adapter_ids or ())))
+                else:
+                    self._entries.pop((tenant_id, user_id, adapter_name, alias), None)
                 self.high_water = max(self.high_water or 0, seq)
-                woken[key[0]] = seq
+                woken[tenant_id] = seq
             self.epoch += 1
+        for tenant_id, adapter_ids in deleted:
+            self._on_delete(tenant_id, adapter_ids)
         for tenant_id, seq in woken.items():
             self._on_event(tenant_id, seq)
 
@@ -116,6 +144,7 @@ class ManifestCache:
             now = time.monotonic()
             self._refreshed_at = now
             self._pushed_at = now if pushed else None
+        self._on_delete(None, None)
         self._on_event(None, None)
 
     def pushed(self) -> None:
@@ -149,6 +178,8 @@ class ManifestCache:
                     AliasEvent.user_id,
                     AliasEvent.adapter_name,
                     AliasEvent.alias,
+                    AliasEvent.kind,
+                    AliasEvent.adapter_ids,
                 )
                 .where(AliasEvent.seq > self.high_water)
                 .order_by(AliasEvent.seq)

@@ -65,7 +65,8 @@ class AdapterTag(Base):
 
 
 class AdapterVersion(Base):
-    """Immutable: numbered 1, 2, 3… per adapter with no gaps; at most one per job."""
+    """Immutable: numbered 1, 2, 3… per adapter, never reused (a deleted version leaves a
+    gap); at most one per job."""
 
     __tablename__ = "adapter_versions"
     __table_args__ = (

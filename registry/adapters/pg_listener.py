@@ -52,14 +52,24 @@ def notify_alias_event(session: Session, event) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     payload = json.dumps(
-        [event.seq, event.tenant_id, event.user_id, event.adapter_name, event.alias]
+        [
+            event.seq,
+            event.tenant_id,
+            event.user_id,
+            event.adapter_name,
+            event.alias,
+            event.kind,
+            event.adapter_ids,
+        ]
     )
     session.execute(sql_select(func.pg_notify(CHANNEL, payload)))
 
 
 def _row(payload: str) -> EventRow:
-    seq, tenant_id, user_id, adapter_name, alias = json.loads(payload)
-    return int(seq), tenant_id, user_id, adapter_name, alias
+    # A process of the previous release (during a rolling upgrade) sends only the first five.
+    fields = [*json.loads(payload), "set", None][:7]
+    seq, tenant_id, user_id, adapter_name, alias, kind, adapter_ids = fields
+    return int(seq), tenant_id, user_id, adapter_name, alias, kind, adapter_ids
 
 
 class PgListener:

@@ -137,16 +137,22 @@ async def download_blob(
 ) -> Response:
     """The version's safetensors file (ETag = sha256; If-None-Match → 304; Range → 206)."""
     _check_number(number)
-    # Versions are immutable, so where a version's blob lives can be remembered for good;
-    # with the blob bytes cached too, a repeated download touches neither database nor disk.
+    # Versions are immutable, so where a version's blob lives can be remembered until the
+    # feed says it was deleted (manifest_cache: on_delete); with the blob bytes cached too,
+    # a repeated download touches neither database nor disk.
     key = (principal.tenant_id, adapter_id, number)
-    index = request.app.state.version_index
+    manifests = request.app.state.manifests
+    if manifests.enabled and manifests.needs_refresh():
+        await run_in_threadpool(manifests.refresh)
+    index = request.app.state.version_index if manifests.enabled else {}
     found = index.get(key)
     if found is None:
+        epoch = manifests.epoch
         found = await run_in_threadpool(_version_blob, request, *key)
         if len(index) > VERSION_INDEX_MAX:
             index.clear()
-        index[key] = found
+        if epoch == manifests.epoch:  # no deletion applied meanwhile
+            index[key] = found
     sha256, size = found
     presign = settings.s3_presign_ttl_s if settings.s3_presign_downloads else None
     cache = request.app.state.blob_cache

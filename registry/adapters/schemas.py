@@ -115,17 +115,22 @@ class RollbackIn(BaseModel):
 
 
 class AliasEventOut(BaseModel):
+    """An alias move (`set`, `rollback`), or a deletion: `version_deleted` (from_version is
+    the deleted number), `adapter_deleted` (adapter_id null, see adapter_ids) or
+    `user_deleted` (adapter_ids only: no user id survives an erasure)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     seq: int
-    adapter_id: str
-    user_id: str
-    adapter_name: str
-    alias: str
+    adapter_id: str | None
+    user_id: str | None
+    adapter_name: str | None
+    alias: str | None
     kind: str
     from_version: int | None
-    to_version: int
-    generation: int
+    to_version: int | None
+    generation: int | None
+    adapter_ids: list[str] | None = Field(None, description="Deletions: the adapters removed.")
     created_at: datetime
     actor_key_id: str | None = Field(
         None, description="The API key that moved the alias; null: a job's own publish."

@@ -109,19 +109,17 @@ def create_version(
     job_id: str | None = None,
     parent_version_id: str | None = None,
 ) -> AdapterVersion:
-    """The next version (1, 2, 3… with no gaps), numbered inside the caller's transaction."""
+    """The next version, numbered inside the caller's transaction from the adapter's
+    `last_version`: numbers are never reused, not even those of deleted versions."""
     # Locking the adapter row serializes allocation on PostgreSQL; the unique constraint
     # and the retry below keep numbers right on any backend.
     session.execute(select(Adapter.id).where(Adapter.id == adapter.id).with_for_update())
     for _ in range(VERSION_ALLOCATION_ATTEMPTS):
-        number = 1 + (
-            session.scalar(
-                select(func.max(AdapterVersion.number)).where(
-                    AdapterVersion.adapter_id == adapter.id
-                )
-            )
-            or 0
+        last = session.scalar(select(Adapter.last_version).where(Adapter.id == adapter.id))
+        highest = session.scalar(
+            select(func.max(AdapterVersion.number)).where(AdapterVersion.adapter_id == adapter.id)
         )
+        number = 1 + max(last or 0, highest or 0)
         version = AdapterVersion(
             tenant_id=adapter.tenant_id,
             adapter_id=adapter.id,
@@ -135,6 +133,7 @@ def create_version(
         try:
             with session.begin_nested():
                 session.add(version)
+            adapter.last_version = number
             adapter.updated_at = utcnow()
             return version
         except IntegrityError as exc:
@@ -216,8 +215,8 @@ def set_alias(
     a server-side command) and `reason` go to the history and the audit log."""
     names.require(names.AliasName, alias_name, "alias")
     adapter = get_adapter(session, tenant_id, adapter_id)
+    _lock_feed(session)  # before reading the version: a delete of it holds this lock too
     version = get_version(session, tenant_id, adapter_id, version_number)
-    _lock_feed(session)
     alias = session.scalar(
         select(Alias)
         .where(Alias.adapter_id == adapter_id, Alias.name == alias_name)

@@ -2,7 +2,8 @@
 
 `app` holds the group, `admin` the commands that run the server side (migrate, serve,
 worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `jobs` and
-`adapters` the commands that speak to a registry's API, `demo` the guided tour.
+`adapters` (and `erasure`: deletes, retention) the commands that speak to a registry's API,
+`demo` the guided tour.
 """
 
 from registry.cli import (  # noqa: F401  (commands)
@@ -10,6 +11,7 @@ from registry.cli import (  # noqa: F401  (commands)
     admin,
     audit,
     demo,
+    erasure,
     jobs,
     local,
     quotas,

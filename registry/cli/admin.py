@@ -143,8 +143,8 @@ def worker(queues: str, concurrency: int, beat: bool, celery_args: tuple[str, ..
 
 @main.command()
 def sweep() -> None:
-    """Run the sweeper and blob GC once: send lost jobs, recover dead workers' jobs, collect
-    unreferenced blobs."""
-    from workers.tasks import blob_gc_task, sweep_task
+    """Run the sweeper, retention and blob GC once: send lost jobs, recover dead workers'
+    jobs, delete versions and purge datasets past retention, collect unreferenced blobs."""
+    from workers.tasks import blob_gc_task, retention_task, sweep_task
 
-    click.echo(json.dumps({**sweep_task(), **blob_gc_task()}))
+    click.echo(json.dumps({**sweep_task(), **retention_task(), **blob_gc_task()}))

@@ -82,8 +82,9 @@ class IntegrityError(ClientError):
 
 
 class FeedEvent(AliasEventOut):
-    """One alias move from /v1/feed (kind: "set" for a publish, or "rollback"): the
-    server's own schema, read-only here."""
+    """One event from /v1/feed: an alias move (kind "set" for a publish, or "rollback") or
+    a deletion ("version_deleted", "adapter_deleted", "user_deleted" with `adapter_ids`):
+    the server's own schema, read-only here."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -286,34 +286,54 @@ class ServingRuntime:
 
     def apply_feed_event(self, event: FeedEvent | Mapping[str, Any]) -> bool:
         """Re-resolve a loaded user whose alias moved (publish or rollback) and replace its
-        vectors; other users' events are ignored (they load on demand). True if applied."""
+        vectors; drop loaded users whose adapter was deleted (`adapter_deleted`, or
+        `user_deleted`: matched by adapter id). Other events are ignored: other users load
+        on demand, and a deleted version is never one an alias points at. True if applied."""
+        return bool(self._apply(event))
+
+    def _apply(self, event: FeedEvent | Mapping[str, Any]) -> list[str]:
+        """The users the event replaced or dropped."""
         if not isinstance(event, FeedEvent):
             event = FeedEvent.model_validate(dict(event))
         self.feed_seq = max(self.feed_seq, event.seq)
+        if event.kind in DROPPING:
+            return self._drop_adapters(set(event.adapter_ids or ()))
+        if event.kind not in MOVES:
+            return []
         if event.adapter_name != self.adapter or event.alias != self.alias:
-            return False
+            return []
         current = self.users.get(event.user_id)
         if current is None or current.manifest.alias_generation >= event.generation:
-            return False
+            return []
         # Another API process may not have heard of this move yet: ask for it by generation.
         self.load_user(event.user_id, min_generation=event.generation)
-        return True
+        return [event.user_id]
+
+    def _drop_adapters(self, adapter_ids: set[str]) -> list[str]:
+        """Forget the users of deleted adapters: bank rows, and their blobs in the client's
+        cache directory (unless another loaded user has the same bytes)."""
+        gone = [u for u, loaded in self.users.items() if loaded.manifest.adapter_id in adapter_ids]
+        for user_id in gone:
+            sha256 = self.users[user_id].manifest.blob_sha256
+            self.drop_user(user_id)
+            shared = any(u.manifest.blob_sha256 == sha256 for u in self.users.values())
+            if self.client is not None and self.client.cache_dir is not None and not shared:
+                self.client.cache_path(sha256).unlink(missing_ok=True)
+        return gone
 
     def sync(self, feed: Iterable[FeedEvent | Mapping[str, Any]] | None = None) -> list[str]:
         """Apply events: from `feed` (e.g. `client.follow_feed(...)`, consumed to its end),
         or, without one, every event the registry has after `feed_seq` (no waiting).
-        Returns the users whose adapters were replaced."""
+        Returns the users whose adapters were replaced or dropped."""
         changed: list[str] = []
         if feed is not None:
             for event in feed:
-                if self.apply_feed_event(event):
-                    changed.append(_user_of(event))
+                changed += self._apply(event)
             return changed
         while True:
             events, last = self._client().feed(after=self.feed_seq, wait=0)
             for event in events:
-                if self.apply_feed_event(event):
-                    changed.append(event.user_id)
+                changed += self._apply(event)
             self.feed_seq = max(self.feed_seq, last)
             if not events:
                 return changed
@@ -325,7 +345,5 @@ class ServingRuntime:
 
 
 _BASE_ROW = "\x00base"  # the bank row of zero vectors that `None` rows use
-
-
-def _user_of(event: FeedEvent | Mapping[str, Any]) -> str:
-    return event.user_id if isinstance(event, FeedEvent) else event["user_id"]
+MOVES = ("set", "rollback")
+DROPPING = ("adapter_deleted", "user_deleted")

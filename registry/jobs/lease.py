@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from registry.adapters import metadata
 from registry.adapters import service as adapters
 from registry.adapters.models import Adapter, AdapterVersion
+from registry.blob_refs import note_freed
 from registry.db import utcnow
 from registry.jobs import fair_share
 from registry.jobs.models import Job
@@ -236,7 +237,11 @@ def _lock_owned(session: Session, claim: Claim) -> Job:
 
 
 def save_checkpoint(session: Session, claim: Claim, *, blob_sha256: str, step: int) -> None:
-    """Point the job at its latest checkpoint (stored already); only while holding the lease."""
+    """Point the job at its latest checkpoint (stored already); only while holding the lease.
+    The one it replaces goes from the store once this commits (it holds the user's vectors)."""
+    previous = session.scalar(
+        select(Job.checkpoint_blob_sha256).where(_owned(claim.job_id, claim.token))
+    )
     result = session.execute(
         update(Job)
         .where(_owned(claim.job_id, claim.token))
@@ -245,6 +250,8 @@ def save_checkpoint(session: Session, claim: Claim, *, blob_sha256: str, step: i
     )
     if result.rowcount != 1:
         raise LeaseLost(f"job {claim.job_id}: lease {claim.token} was taken over")
+    if previous != blob_sha256:
+        note_freed(session, [previous])
 
 
 def finish_success(
@@ -252,6 +259,10 @@ def finish_success(
 ) -> AdapterVersion:
     """In the caller's one transaction: the version, the job's success, and `live` moved."""
     job = _lock_owned(session, claim)
+    if job.publish:
+        # Locks in the order every writer takes them (job, feed, then adapter rows): an API
+        # publish or a deletion on this adapter at the same moment waits, never deadlocks.
+        adapters._lock_feed(session)
     adapter = session.get(Adapter, job.adapter_id)
     version = adapters.create_version(
         session,

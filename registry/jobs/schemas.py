@@ -127,8 +127,9 @@ class DatasetOut(BaseModel):
     id: str
     user_id: str
     task: str
-    blob_sha256: str
+    blob_sha256: str | None = Field(description="Null once purged by retention.")
     rows: int
     size_bytes: int
     labels: list | None
     created_at: datetime
+    purged_at: datetime | None = None

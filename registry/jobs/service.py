@@ -14,6 +14,7 @@ from registry.adapters import metadata
 from registry.adapters.models import AdapterVersion, Alias
 from registry.adapters.service import get_or_create_adapter
 from registry.base_models.models import BaseModel, Projection
+from registry.blob_refs import note_freed
 from registry.config import Settings
 from registry.db import created_before, get_owned, utcnow
 from registry.errors import Conflict, Invalid, NotFound
@@ -58,6 +59,10 @@ def _check_request(session: Session, tenant_id: str, request: JobRequest) -> lis
         errors.append({"field": "dataset_id", "message": "no such dataset"})
     elif dataset.user_id != request.user_id:
         errors.append({"field": "dataset_id", "message": "dataset belongs to another user"})
+    elif dataset.blob_sha256 is None:
+        errors.append(
+            {"field": "dataset_id", "message": "dataset was purged by retention; upload it again"}
+        )
     base = session.scalar(
         select(BaseModel).where(
             BaseModel.id == request.base_model_id, BaseModel.tenant_id == tenant_id
@@ -246,7 +251,8 @@ def transition_job(session: Session, job: Job, new_state: str, **fields) -> Job:
         job.started_at = now
     if new_state in TERMINAL:
         job.finished_at = now
-        # An ended job never resumes: its checkpoint goes (blob GC reclaims it after grace).
+        # An ended job never resumes: its checkpoint goes once this commits (blob_refs).
+        note_freed(session, [job.checkpoint_blob_sha256])
         job.checkpoint_blob_sha256, job.checkpoint_step = None, None
     for name, value in fields.items():
         setattr(job, name, value)

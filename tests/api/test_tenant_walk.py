@@ -68,6 +68,8 @@ OWN_TENANT = {
     ("GET", "/v1/users"),
     ("GET", "/v1/datasets"),
     ("GET", "/v1/resolve"),
+    ("GET", "/v1/retention"),
+    ("PATCH", "/v1/retention"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/usage"),
     ("GET", "/v1/webhooks"),
@@ -97,6 +99,9 @@ def test_every_route_hides_other_tenants_objects(client, app, tenant, other_tena
             assert response.json()["error"]["code"].endswith("not_found")
             checked += 1
     assert checked >= 15
+    # The intruder's DELETEs (adapter, version, user) removed nothing of the owner's.
+    assert client.get("/v1/resolve", params={"user_id": "bob"}, headers=auth).status_code == 200
+    assert client.get(f"/v1/adapters/{ids['adapter_id']}/versions/1", headers=auth).is_success
     # Tenant-wide routes: the intruder sees none of the owner's rows.
     for url in ("/v1/base-models", "/v1/jobs", "/v1/users", "/v1/datasets", "/v1/webhooks"):
         assert client.get(url, headers=intruder).json()["items"] == []

@@ -254,3 +254,33 @@ def test_refuses_other_projection_and_other_base(app, registry):
     )
     with pytest.raises(RuntimeMismatch, match="hash"):
         ServingRuntime.for_manifest(registry, fresh_model(), wrong_base)
+
+
+def test_erased_users_are_dropped_by_sync_and_leave_the_cache(app, registry):
+    from registry.client import erasure
+    from registry.client.runtime import ServingRuntime
+
+    reg = Registry(app, registry)
+    reg.add_version("alice", random_vectors(1))
+    reg.add_version("bob", random_vectors(3))
+    runtime = ServingRuntime.for_manifest(registry, fresh_model(), registry.resolve("alice"))
+    alice = runtime.load_user("alice")
+    runtime.load_user("bob")
+    runtime.sync()
+    cached = registry.cache_path(alice.manifest.blob_sha256)
+    assert cached.is_file()
+    reg.add_version("bob", random_vectors(4))  # v2 for bob: a move, then the erasure
+    erasure.delete_user(registry, "alice")
+    erasure.delete_version(registry, reg.adapters["bob"], 1)  # ignored: nothing points at it
+    assert runtime.sync() == ["bob", "alice"]
+    assert "alice" not in runtime.users and runtime.users["bob"].version == 2
+    assert not cached.exists()
+    with pytest.raises(KeyError):
+        runtime.forward(tokens(TEXTS[:1]), ["alice"])
+    batch = tokens(TEXTS[:2])
+    torch.testing.assert_close(
+        runtime.forward(batch, ["bob", "bob"]).logits,
+        reference_logits(random_vectors(4), batch),
+        atol=1e-5,
+        rtol=1e-5,
+    )

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
+from registry.blob_refs import BLOB_REFERENCES, remove_freed
 from registry.config import Settings
-from registry.db import Base, session_scope
+from registry.db import Base, session_scope, utcnow
 from registry.storage import LocalBlobStore
 from tests import factories
-from workers.blob_gc import BLOB_REFERENCES, collect_garbage
+from workers.blob_gc import collect_garbage
 from workers.celery_app import BLOB_GC_TASK, SWEEP_TASK, make_celery
 
 GRACE_S = 2.0  # S3's LastModified is truncated to whole seconds
@@ -120,3 +121,27 @@ def test_gc_has_its_own_slow_schedule(sweep_s, gc_s):
     by_task = {entry["task"]: entry for entry in schedule.values()}
     assert by_task[SWEEP_TASK]["schedule"] == sweep_s
     assert by_task[BLOB_GC_TASK]["schedule"] == gc_s
+
+
+# Deletions (erasure, retention) remove the blobs they freed at once, with the same safety.
+
+
+def test_a_freed_blob_goes_unless_referenced_when_it_is_deleted(store, pg_session_factory):
+    gone, kept = os.urandom(128), os.urandom(128)
+    gone_sha, kept_sha = store.put(gone).sha256, store.put(kept).sha256
+    freed_at = utcnow()
+    during_gc(store, lambda: _reference(pg_session_factory, kept_sha))
+    deleted = remove_freed(pg_session_factory, store, [gone_sha, kept_sha], freed_at=freed_at)
+    assert deleted == [gone_sha]
+    assert not store.exists(gone_sha) and store.get(kept_sha) == kept
+
+
+def test_a_freed_blob_stored_again_after_the_deletion_stays(store, pg_session_factory):
+    # Another user uploads the same bytes after the erasure began; their row commits later.
+    data = os.urandom(128)
+    sha256 = store.put(data).sha256
+    freed_at = utcnow()
+    time.sleep(1.1)  # S3's LastModified has whole seconds
+    store.put(data)
+    assert remove_freed(pg_session_factory, store, [sha256], freed_at=freed_at) == []
+    assert store.get(sha256) == data
