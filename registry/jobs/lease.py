@@ -114,15 +114,12 @@ def claim_next(
     row = session.execute(select(Job.queue).where(Job.id == job_id)).first()
     if row is None:  # deleted since it was sent
         return []
-    lead = None
     for candidate in fair_share.lead_order(session, row.queue):
         if _lock_free(session, [candidate]):
             lead = _take(session, candidate, worker, lease_s, pack_id)
-        if lead is not None:
-            break
-    if lead is None:
-        lead = _take(session, job_id, worker, lease_s, pack_id)
-    return _pack_around(session, lead, worker, lease_s, pack_id, room)
+            if lead is not None:
+                return _pack_around(session, lead, worker, lease_s, pack_id, room)
+    return claim_pack(session, job_id, worker, lease_s, pack_id=pack_id, room=room)
 
 
 def _pack_around(session, lead: Claim | None, worker, lease_s, pack_id, room) -> list[Claim]:
