@@ -47,6 +47,7 @@ def create_app(
     from registry.audit.router import router as audit_router
     from registry.base_models.router import router as base_models_router
     from registry.jobs.router import router as jobs_router
+    from registry.tenants.me import router as me_router
     from registry.tenants.operator import router as operator_router
     from registry.tenants.retention import router as retention_router
     from registry.tenants.router import router as tenants_router
@@ -106,6 +107,7 @@ def create_app(
     for router in (
         health_router,
         tenants_router,
+        me_router,
         retention_router,
         base_models_router,
         jobs_router,

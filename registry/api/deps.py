@@ -23,6 +23,12 @@ from registry.tenants.service import Principal, authenticate
 # Scopes imply the ones below them: an admin key may also train and read.
 SCOPE_IMPLIES = {"admin": {"admin", "train", "read"}, "train": {"train", "read"}, "read": {"read"}}
 
+
+def granted_scopes(scopes) -> set[str]:
+    """Every scope that `scopes` grant, the implied ones included."""
+    return set().union(*(SCOPE_IMPLIES.get(s, {s}) for s in scopes))
+
+
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vera_…`")
 
 
@@ -74,8 +80,7 @@ async def get_principal(
 
 def require(scope: str):
     async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        granted = set().union(*(SCOPE_IMPLIES.get(s, {s}) for s in principal.scopes))
-        if scope not in granted:
+        if scope not in granted_scopes(principal.scopes):
             raise Forbidden(
                 f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})",
                 code="missing_scope",

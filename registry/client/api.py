@@ -562,6 +562,10 @@ class RegistryClient(MetadataMixin, AuditClient):
 
     # -- API keys -------------------------------------------------------------------------
 
+    def me(self) -> dict:
+        """The calling key: tenant_id, tenant_name, key_id, key_name, scopes, granted."""
+        return self._json("GET", "/v1/me")
+
     def list_keys(self) -> list[dict]:
         return list(self.pages("/v1/keys"))
 

@@ -63,3 +63,13 @@ def test_health_ready_metrics(client, tenant, dispatcher):
     metrics = client.get("/metrics").text
     assert 'vera_http_requests_total{method="GET",route="/v1/base-models",status="200"}' in metrics
     assert 'vera_jobs{state="queued"}' in metrics
+
+
+def test_me_names_the_tenant_and_what_the_key_grants(client, tenant, other_tenant):
+    me = client.get("/v1/me", headers=tenant.auth("train")).json()
+    assert me["tenant_id"] == tenant.id and me["tenant_name"]
+    assert me["scopes"] == ["train"] and me["granted"] == ["read", "train"]
+    admin = client.get("/v1/me", headers=tenant.auth("admin")).json()
+    assert admin["granted"] == ["admin", "read", "train"] and admin["key_id"] != me["key_id"]
+    assert client.get("/v1/me", headers=other_tenant.auth("read")).json()["tenant_id"] != tenant.id
+    assert client.get("/v1/me").status_code == 401

@@ -58,6 +58,7 @@ OWN_TENANT = {
     ("GET", "/v1/jobs"),
     ("GET", "/v1/feed"),
     ("GET", "/v1/keys"),
+    ("GET", "/v1/me"),
     ("POST", "/v1/keys"),
     ("POST", "/v1/base-models"),
     ("POST", "/v1/jobs"),
