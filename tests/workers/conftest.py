@@ -149,16 +149,17 @@ def stack_overrides(request):
     return getattr(request, "param", {})
 
 
-# Modules about packs themselves choose their own VERA_PACK_MAX_JOBS; in test_webhooks
-# packing plays no part.
-PACK_MODULES = {"test_packs", "test_pack_runner", "test_webhooks"}
+# The modules whose tests run twice: one job at a time (VERA_PACK_MAX_JOBS=1, the worker
+# before packs) and packed (the default), so neither claiming path can regress unseen. The
+# rest run packed only: erasure, uploads and webhooks act on a job whichever way it was
+# claimed, and test_packs / test_pack_runner choose their own pack sizes.
+BOTH_PATHS = {"test_end_to_end", "test_fair_share"}
 
 
 def pytest_generate_tests(metafunc):
-    """Every other end-to-end test runs twice: one job at a time (VERA_PACK_MAX_JOBS=1, the
-    worker before packs) and packed (the default), so neither path can regress unseen."""
+    """Tests of BOTH_PATHS modules run with packs of 1 and of the default size."""
     module = metafunc.module.__name__.rpartition(".")[2]
-    if "pack_max_jobs" in metafunc.fixturenames and module not in PACK_MODULES:
+    if "pack_max_jobs" in metafunc.fixturenames and module in BOTH_PATHS:
         default = Settings.model_fields["pack_max_jobs"].default
         metafunc.parametrize(
             "pack_max_jobs", [1, default], indirect=True, ids=["max1", f"max{default}"]
