@@ -121,3 +121,95 @@ def test_greedy_rows_equal_their_user_alone_and_an_uncached_decode(kind, request
         out[0].token_ids,
         out[4].token_ids,
     )
+
+
+def test_a_seeded_row_samples_the_same_whatever_its_batch_mates(gpt2):
+    runtime = gpt2.runtime
+    settings = dict(do_sample=True, temperature=0.9, top_k=40, top_p=0.95, max_new_tokens=8)
+    prompt = [5, 6, 7]
+    batch = runtime.generate(
+        ["alice", "bob", "alice"], [prompt, [9, 8], prompt], seed=[11, 12, 13], **settings
+    )
+    alone = runtime.generate(["alice"], [prompt], seed=11, **settings)[0]
+    mates = runtime.generate(
+        ["bob", None, "alice"], [[1], [2, 3], prompt], seed=[1, 2, 11], **settings
+    )
+    assert batch[0].token_ids == alone.token_ids == mates[2].token_ids
+    assert batch[0].token_ids != batch[2].token_ids  # another seed, other draws
+    # top_k=1 leaves one token: sampling is greedy then.
+    greedy = runtime.generate(["alice"], [prompt], max_new_tokens=8)[0]
+    one = runtime.generate(["alice"], [prompt], do_sample=True, top_k=1, max_new_tokens=8)[0]
+    assert one.token_ids == greedy.token_ids
+
+
+def test_stop_sequences_max_new_tokens_eos_and_streamed_deltas(llama):
+    runtime = llama.runtime
+    prompt = "w5 w6 w7"
+    full = runtime.generate(["alice"], [prompt], max_new_tokens=8)[0]
+    assert (full.finish_reason, full.completion_tokens, full.prompt_tokens) == ("length", 8, 3)
+    # Decoded in context: a continuation's text, the space before each word included.
+    words = [runtime.tokenizer.decode([t]) for t in full.token_ids]
+    assert full.text == "".join(f" {word}" for word in words)
+    stop = f"{words[2]} {words[3]}"  # spans two tokens
+    streamed: dict[int, list[str]] = {0: [], 1: []}
+    out = runtime.generate(
+        ["alice", "bob"],
+        [prompt, prompt],
+        max_new_tokens=[8, 3],
+        stop=[[stop, "never"], []],
+        on_token=lambda row, text: streamed[row].append(text),
+    )
+    cut = full.text.index(stop)
+    assert out[0].text == full.text[:cut] and out[0].finish_reason == "stop"
+    # Generation ends on the token completing the stop: its tokens count, their text not.
+    ends = min(k for k in range(9) if stop in "".join(f" {word}" for word in words[:k]))
+    assert out[0].token_ids == full.token_ids[:ends] and out[0].completion_tokens == ends
+    assert (out[1].finish_reason, out[1].completion_tokens) == ("length", 3)
+    for row in (0, 1):
+        assert "".join(streamed[row]) == out[row].text
+    assert all(stop not in piece for piece in streamed[0])
+    # eos: the model's end-of-sequence token ends a row as "stop", the token counted.
+    config = runtime.model.generation_config
+    saved, config.eos_token_id = config.eos_token_id, full.token_ids[1]
+    try:
+        ended = runtime.generate(["alice"], [prompt], max_new_tokens=8)[0]
+    finally:
+        config.eos_token_id = saved
+    assert ended.token_ids == full.token_ids[:2] and ended.finish_reason == "stop"
+    nothing = runtime.generate([None], [prompt], max_new_tokens=0)[0]
+    assert (nothing.text, nothing.token_ids, nothing.finish_reason) == ("", [], "length")
+
+
+def test_streamed_text_holds_back_what_may_start_a_stop_sequence(llama):
+    from registry.client.textstream import RowText
+
+    tokenizer = llama.runtime.tokenizer
+    text = RowText(tokenizer, [5], ["w9 w10"])
+    pieces = []
+    for token in (3, 9, 4, 9, 10, 11):
+        text.add(token)
+        pieces.append(text.delta())
+    assert pieces == [" w3", " ", "w9 w4", " ", "", ""]  # "w9" waits for what follows
+    assert text.stopped and text.text == " w3 w9 w4 "
+
+
+def test_bad_requests_are_refused_with_a_clear_error(llama, gpt2):
+    from registry.client.runtime import RuntimeMismatch
+
+    runtime = llama.runtime
+    with pytest.raises(ValueError, match="row 1: top_p"):
+        runtime.generate([None, None], ["w3", "w4"], top_p=[1.0, 0.0])
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        runtime.generate([None], [[5, 96]])
+    with pytest.raises(ValueError, match="context of 64"):
+        runtime.generate([None], [[5] * 60], max_new_tokens=5)
+    with pytest.raises(ValueError, match="empty"):
+        runtime.generate([None], [[]])
+    with pytest.raises(ValueError, match="one user per row"):
+        runtime.generate([None], ["w3", "w4"])
+    with pytest.raises(KeyError, match="carol"):
+        runtime.generate(["carol"], ["w3"])
+    with pytest.raises(ValueError, match="need a tokenizer"):
+        gpt2.runtime.generate([None], ["some text"])
+    with pytest.raises(RuntimeMismatch, match="classify needs a sequence-classification"):
+        runtime.classify(["alice"], ["w3 w4"])
