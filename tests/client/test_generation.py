@@ -213,3 +213,47 @@ def test_bad_requests_are_refused_with_a_clear_error(llama, gpt2):
         gpt2.runtime.generate([None], ["some text"])
     with pytest.raises(RuntimeMismatch, match="classify needs a sequence-classification"):
         runtime.classify(["alice"], ["w3 w4"])
+
+
+@pytest.fixture
+def db_url(pg_url):
+    """One backend: the registry only hands out the adapters; classify is under test."""
+    return pg_url
+
+
+def test_classify_names_labels_per_user_and_refuses_rows_without_one(app, registry):
+    from registry.client.runtime import RuntimeMismatch, ServingRuntime
+    from tests.client.test_runtime import (
+        TEXTS,
+        Registry,
+        fresh_model,
+        minilm,
+        random_vectors,
+        reference_logits,
+        tokens,
+    )
+
+    reg = Registry(app, registry)
+    reg.add_version("alice", random_vectors(1), labels=["no", "yes"])
+    reg.add_version("bob", random_vectors(2))
+    runtime = ServingRuntime.for_manifest(
+        registry, fresh_model(), registry.resolve("alice"), tokenizer=minilm()[1]
+    )
+    runtime.load_user("alice")
+    runtime.load_user("bob")
+    users = ["alice", "bob", "bob", "alice"]
+    out = runtime.classify(users, TEXTS)
+    expected = {
+        u: reference_logits(random_vectors(s), tokens(TEXTS)) for u, s in [("alice", 1), ("bob", 2)]
+    }
+    for row, user in enumerate(users):
+        probs = expected[user][row].softmax(-1)
+        names = ["no", "yes"] if user == "alice" else ["0", "1"]
+        assert out[row].index == int(probs.argmax())
+        assert out[row].label == names[out[row].index]
+        assert list(out[row].scores) == names
+        assert list(out[row].scores.values()) == pytest.approx(probs.tolist(), abs=1e-5)
+    with pytest.raises(RuntimeMismatch, match="a user per row"):
+        runtime.classify(["alice", None], TEXTS[:2])
+    with pytest.raises(RuntimeMismatch, match="generate needs a causal-lm runtime"):
+        runtime.generate(["alice"], ["the sky"])
