@@ -67,7 +67,9 @@ def _stops_per_row(stop: Any, rows: int) -> list[tuple[str, ...]]:
     return [(s,) if isinstance(s, str) else tuple(s or ()) for s in per_row("stop", stop, rows)]
 
 
-def _check_settings(row: int, new: Any, temperature: Any, top_p: Any, top_k: Any) -> None:
+def _check_settings(
+    row: int, new: Any, temperature: Any, top_p: Any, top_k: Any, seed: Any
+) -> None:
     problems = []
     if isinstance(new, bool) or not isinstance(new, int) or new < 0:
         problems.append(f"max_new_tokens must be an integer ≥ 0, got {new!r}")
@@ -77,6 +79,10 @@ def _check_settings(row: int, new: Any, temperature: Any, top_p: Any, top_k: Any
         problems.append(f"top_p must be in (0, 1], got {top_p!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         problems.append(f"top_k must be an integer ≥ 0 (0: no limit), got {top_k!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        problems.append(f"seed must be an integer ≥ 0 or None, got {seed!r}")
+    elif seed is not None and seed >= 2**63:
+        problems.append(f"seed must be below 2**63, got {seed}")
     if problems:
         raise ValueError(f"row {row}: " + "; ".join(problems))
 
@@ -133,7 +139,7 @@ def make_rows(
     rows = []
     for i, prompt in enumerate(prompts):
         new, sample, temperature, top_p, top_k, seed = (expanded[k][i] for k in _SETTINGS)
-        _check_settings(i, new, temperature, top_p, top_k)
+        _check_settings(i, new, temperature, top_p, top_k, seed)
         ids = _prompt_ids(i, prompt, tokenizer, vocab)
         if context and len(ids) + new > context:
             raise ValueError(

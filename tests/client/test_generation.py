@@ -117,6 +117,7 @@ def test_greedy_rows_equal_their_user_alone_and_an_uncached_decode(kind, request
         assert out[row].completion_tokens == len(want)
     # Users really differ from each other and from the base on the same prompt.
     assert out[0].token_ids != out[4].token_ids
+    assert runtime.model.vera_projection._input_cache == {}  # `A x` lives for one forward
     assert runtime.generate([None], [prompts[0]], max_new_tokens=6)[0].token_ids not in (
         out[0].token_ids,
         out[4].token_ids,
@@ -199,6 +200,8 @@ def test_bad_requests_are_refused_with_a_clear_error(llama, gpt2):
     runtime = llama.runtime
     with pytest.raises(ValueError, match="row 1: top_p"):
         runtime.generate([None, None], ["w3", "w4"], top_p=[1.0, 0.0])
+    with pytest.raises(ValueError, match="row 0: seed"):
+        runtime.generate([None], ["w3"], do_sample=True, seed=-1)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         runtime.generate([None], [[5, 96]])
     with pytest.raises(ValueError, match="context of 64"):
