@@ -88,8 +88,9 @@ def build_gpt2():
 
     torch.manual_seed(0)
     config = GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, vocab_size=96, n_positions=40, initializer_range=SHARP
-    )
+        n_embd=32, n_layer=2, n_head=2, vocab_size=96, n_positions=40, initializer_range=SHARP,
+        bos_token_id=None, eos_token_id=None,  # GPT-2's 50256 is outside this vocabulary
+    )  # fmt: skip
     return GPT2LMHeadModel(config).eval()
 
 
