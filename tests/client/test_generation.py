@@ -269,3 +269,18 @@ def test_classify_names_labels_per_user_and_refuses_rows_without_one(app, regist
         runtime.classify(["alice", None], TEXTS[:2])
     with pytest.raises(RuntimeMismatch, match="generate needs a causal-lm runtime"):
         runtime.generate(["alice"], ["the sky"])
+
+
+def test_concurrent_calls_each_get_their_own_rows(gpt2):
+    from concurrent.futures import ThreadPoolExecutor
+
+    runtime = gpt2.runtime
+    calls = [(["alice", None], [[5, 6], [7]]), (["bob"], [[8, 9, 10]]), ([None, "bob"], [[3], [4]])]
+    expected = [runtime.generate(users, prompts, max_new_tokens=5) for users, prompts in calls]
+    with ThreadPoolExecutor(3) as pool:  # the bank's row→user choice is shared state
+        futures = [
+            pool.submit(runtime.generate, users, prompts, max_new_tokens=5)
+            for users, prompts in calls * 2
+        ]
+        results = [future.result() for future in futures]
+    assert results == expected * 2
