@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
@@ -44,7 +44,7 @@ class ServeOptions:
     max_wait_ms: float = 5.0
     max_users: int = 1024
     max_queue: int = 256  # rows waiting; beyond: 429
-    limits: prep.Limits = prep.Limits()
+    limits: prep.Limits = field(default_factory=prep.Limits)
     max_body_bytes: int = 4 * 1024 * 1024
     feed_wait_s: float = 5.0
 
@@ -112,7 +112,7 @@ def create_serving_app(
 
 
 def _key(client: RegistryClient) -> str | None:
-    scheme, _, key = client.headers.get("Authorization", "").partition(" ")
+    _scheme, _, key = client.headers.get("Authorization", "").partition(" ")
     return key or None
 
 
@@ -130,7 +130,10 @@ def _routes(app: FastAPI, server: Server) -> None:
         rows = prep.completion_rows(loaded, limits, body, user)
         request_id = new_id("cmpl")
         if body.stream:
-            chunk = lambda i, text, finish: completion_chunk(request_id, body.model, i, text, finish)  # noqa: E731
+
+            def chunk(index: int, text: str, finish: str | None) -> dict:
+                return completion_chunk(request_id, body.model, index, text, finish)
+
             return await _stream(server, user, rows, chunk)
         results = await _run(server, user, rows)
         return completion_out(request_id, body.model, results)

@@ -63,8 +63,8 @@ class SamplingIn(BaseModel):
 
 
 class CompletionIn(SamplingIn):
-    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=64)] | list[int] = (
-        Field(description="A prompt, a list of prompts (one choice each), or token ids.")
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=64)] | list[int] = Field(
+        description="A prompt, a list of prompts (one choice each), or token ids."
     )
     max_tokens: int | None = Field(16, ge=1)
 
