@@ -116,11 +116,15 @@ def _key(client: RegistryClient) -> str | None:
     return key or None
 
 
-def _routes(app: FastAPI, server: Server) -> None:
-    async def principal(request: Request) -> dict:
-        return await server.keys.check(request.headers.get("authorization"))
+async def principal(request: Request) -> dict:
+    """The caller's /v1/me: a key of this server's tenant (401, 403 otherwise)."""
+    return await request.app.state.server.keys.check(request.headers.get("authorization"))
 
-    Auth = Annotated[dict, Depends(principal)]
+
+Auth = Annotated[dict, Depends(principal)]
+
+
+def _routes(app: FastAPI, server: Server) -> None:
     loaded, limits = server.loaded, server.options.limits
 
     @app.post("/v1/completions")
