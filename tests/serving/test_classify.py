@@ -8,6 +8,8 @@ import pytest
 from registry.vera.config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
 from tests.serving.conftest import SEED, Publisher, R, load_for, serve
 
+torch = pytest.importorskip("torch")
+
 LABELS = ["negative", "positive"]
 TEXTS = ["the sky is blue", "a red car and a dog"]
 
@@ -64,5 +66,3 @@ def test_classify_scores_each_users_head_by_label_name(registry_live, tmp_path):
             torch.testing.assert_close(torch.tensor(scores), expected[row], atol=1e-4, rtol=0)
     assert answers["c1"].json()["data"] != answers["c2"].json()["data"]
 
-
-torch = pytest.importorskip("torch")
