@@ -57,7 +57,8 @@ class Publisher:
 
         self.app, self.rc, self.config = app, rc, config
         description = describe_base_model(folder)
-        self.base = rc.upload_base_model(folder, description)
+        # From an allow-listed folder: no upload of the weights through the API.
+        self.base = rc.register_base_model({**description, "source_uri": str(folder)})
         layers = layers_for(description, config.task)
         body = describe_projection(layers, config.target_modules, SEED, R, config.task)
         self.projection = rc.register_projection(self.base["id"], body)
@@ -117,7 +118,15 @@ def registry_live(tmp_path_factory):
     work = tmp_path_factory.mktemp("registry")
     url = f"sqlite:///{work / 'registry.db'}"
     upgrade(url)
-    settings = Settings(_env_file=None, database_url=url, storage_url=f"file://{work / 'blobs'}")
+    from tests.client.test_runtime import minilm_path
+
+    sources = [str(tmp_path_factory.getbasetemp()), str(minilm_path())]
+    settings = Settings(
+        _env_file=None,
+        database_url=url,
+        storage_url=f"file://{work / 'blobs'}",
+        model_sources=sources,
+    )
     app = create_app(settings, dispatcher=RecordingDispatcher())
     live = Live(app)
     tenant, other = Tenant(app, "acme"), Tenant(app, "globex")

@@ -65,4 +65,3 @@ def test_classify_scores_each_users_head_by_label_name(registry_live, tmp_path):
             scores = [item["scores"][label] for label in LABELS]
             torch.testing.assert_close(torch.tensor(scores), expected[row], atol=1e-4, rtol=0)
     assert answers["c1"].json()["data"] != answers["c2"].json()["data"]
-
