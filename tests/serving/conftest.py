@@ -62,9 +62,9 @@ class Publisher:
         layers = layers_for(description, config.task)
         body = describe_projection(layers, config.target_modules, SEED, R, config.task)
         self.projection = rc.register_projection(self.base["id"], body)
-        model = load_for(folder, config.task)
-        inject_vera(model, config)
-        self.shapes = {k: tuple(v.shape) for k, v in adapter_state_dict(model).items()}
+        self.model = load_for(folder, config.task)  # injected: a reference for any user
+        inject_vera(self.model, config)
+        self.shapes = {k: tuple(v.shape) for k, v in adapter_state_dict(self.model).items()}
         self.adapters: dict[str, str] = {}
 
     def vectors(self, seed: int, scale: float = 1.0) -> dict:

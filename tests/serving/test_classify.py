@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from registry.vera.config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
-from tests.serving.conftest import SEED, Publisher, R, load_for, serve
+from tests.serving.conftest import SEED, Publisher, R, serve
 
 torch = pytest.importorskip("torch")
 
@@ -17,7 +17,7 @@ TEXTS = ["the sky is blue", "a red car and a dog"]
 def test_classify_scores_each_users_head_by_label_name(registry_live, tmp_path):
     from transformers import AutoTokenizer
 
-    from registry.vera.inject import inject_vera, load_adapter_state_dict
+    from registry.vera.inject import load_adapter_state_dict
     from tests.client.test_runtime import minilm_path
 
     app, _live, rc, _other = registry_live
@@ -54,11 +54,9 @@ def test_classify_scores_each_users_head_by_label_name(registry_live, tmp_path):
     for user, seed in (("c1", 1), ("c2", 2)):
         assert answers[user].status_code == 200, answers[user].text
         data = answers[user].json()["data"]
-        model = load_for(minilm_path(), TASK_SEQUENCE_CLASSIFICATION)
-        inject_vera(model, config)
-        load_adapter_state_dict(model, publisher.vectors(seed))
+        load_adapter_state_dict(publisher.model, publisher.vectors(seed))
         with torch.no_grad():
-            expected = model(**batch).logits.softmax(-1)
+            expected = publisher.model(**batch).logits.softmax(-1)
         for row, item in enumerate(data):
             assert set(item["scores"]) == set(LABELS)
             assert item["label"] == LABELS[int(expected[row].argmax())]
