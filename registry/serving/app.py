@@ -21,7 +21,7 @@ from registry.client.api import RegistryClient
 from registry.errors import RegistryError
 from registry.serving import requests as prep
 from registry.serving.auth import KeyChecker
-from registry.serving.batcher import Batcher, Row, settle_in
+from registry.serving.batcher import Batcher, Row, call_in, settle_in
 from registry.serving.follower import Follower
 from registry.serving.metrics import ServeMetrics
 from registry.serving.model import LoadedModel
@@ -229,9 +229,9 @@ async def _stream(server, user, rows: list[Row], chunk, opening: bool = False):
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
     for index, row in enumerate(rows):
-        row.on_text = lambda text, i=index: loop.call_soon_threadsafe(events.put_nowait, (i, text))
-        row.done = lambda result, error, i=index: loop.call_soon_threadsafe(
-            events.put_nowait, (i, result if error is None else error)
+        row.on_text = lambda text, i=index: call_in(loop, events.put_nowait, (i, text))
+        row.done = lambda result, error, i=index: call_in(
+            loop, events.put_nowait, (i, result if error is None else error)
         )
     try:
         server.batcher.submit(rows)

@@ -11,6 +11,7 @@ thread-safe callbacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -187,6 +188,13 @@ class Batcher:
         )
 
 
+def call_in(loop: asyncio.AbstractEventLoop, function: Callable, *args: Any) -> None:
+    """Run `function(*args)` on the event loop, from the model thread; nothing once the
+    loop is closed (the server is stopping: nobody waits for the answer)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(function, *args)
+
+
 def settle_in(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> Callable:
     """A `Row.done` that completes `future` on its event loop (unless it was cancelled)."""
 
@@ -198,4 +206,4 @@ def settle_in(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> Callab
         else:
             future.set_result(result)
 
-    return lambda result, error: loop.call_soon_threadsafe(settle, result, error)
+    return lambda result, error: call_in(loop, settle, result, error)

@@ -1,8 +1,8 @@
 """Users' adapters loaded on demand, least recently used dropped beyond `max_users`.
 
-Every change to which users are loaded (a first request, a feed event, an eviction) goes
-through one lock, so a feed event and a load of the same user never interleave. A user
-with requests queued or running is pinned: never evicted under them.
+Loads and feed events go one at a time (a feed event and a load of the same user never
+interleave), while requests of users already loaded only touch the bookkeeping lock. A
+user with requests queued or running is pinned: never evicted under them.
 """
 
 from __future__ import annotations
@@ -25,15 +25,21 @@ class UserCache:
         self.runtime = runtime
         self.max_users = max_users
         self.metrics = metrics
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # which users are pinned and how recently used
+        self._loading = threading.Lock()  # loads and feed events, one at a time
         self._used: OrderedDict[str, None] = OrderedDict()  # least recently used first
         self._pins: Counter[str] = Counter()
 
     def acquire(self, user_id: str) -> None:
-        """Load the user (resolve, cached download, bank) unless loaded; pin it. Blocking."""
+        """Load the user (resolve, cached download, bank) unless loaded; pin it. Blocking:
+        a load waits for other loads and feed events, a loaded user for neither."""
         from registry.client.runtime import RuntimeMismatch
 
         with self._lock:
+            if user_id in self.runtime.users:
+                self._pin(user_id)
+                return
+        with self._loading:
             if user_id not in self.runtime.users:
                 try:
                     self.runtime.load_user(user_id)
@@ -42,10 +48,14 @@ class UserCache:
                 except RuntimeMismatch as exc:
                     raise Conflict(str(exc), code="adapter_mismatch") from exc
                 self.metrics.adapter_swaps.labels("load").inc()
-            self._used[user_id] = None
-            self._used.move_to_end(user_id)
-            self._pins[user_id] += 1
-            self._evict()
+            with self._lock:
+                self._pin(user_id)
+
+    def _pin(self, user_id: str) -> None:
+        self._used[user_id] = None
+        self._used.move_to_end(user_id)
+        self._pins[user_id] += 1
+        self._evict()
 
     def release(self, user_id: str) -> None:
         with self._lock:
@@ -81,29 +91,40 @@ class UserCache:
         """Apply feed events (publishes, rollbacks, deletions) to the users loaded here. A
         user whose alias now leads nowhere this server can serve is dropped; on any other
         failure the feed position stays before the event, so it is tried again."""
-        from registry.client.runtime import RuntimeMismatch
-
         changed: list[str] = []
-        with self._lock:
-            for event in events:
-                try:
-                    changed += self.runtime.sync([event])
-                except (ClientError, RuntimeMismatch) as exc:
-                    if isinstance(exc, ClientError) and exc.status != 404:
-                        self.runtime.feed_seq = event.seq - 1
-                        raise
-                    log.warning("dropping user %r: %s", event.user_id, exc)
-                    self.runtime.drop_user(event.user_id)
-                    changed.append(event.user_id)
-            for user_id in changed:
-                gone = user_id not in self.runtime.users
-                if gone:
-                    self._used.pop(user_id, None)
-                self.metrics.adapter_swaps.labels("drop" if gone else "feed").inc()
-            self.metrics.loaded_users.set(len(self.runtime.users))
+        with self._loading:
+            try:
+                for event in events:
+                    changed += self._apply_one(event)
+            finally:
+                with self._lock:
+                    self._account(changed)
         if changed:
             log.info("feed: %s", ", ".join(changed))
         return changed
 
-    def loaded(self, user_id: str) -> bool:
-        return user_id in self.runtime.users
+    def _apply_one(self, event: FeedEvent) -> list[str]:
+        from registry.client.runtime import RuntimeMismatch
+
+        try:
+            return self.runtime.sync([event])
+        except (ClientError, RuntimeMismatch) as exc:
+            if isinstance(exc, ClientError) and exc.status != 404:
+                self.runtime.feed_seq = event.seq - 1
+                raise
+            log.warning("dropping user %r: %s", event.user_id, exc)
+            self.runtime.drop_user(event.user_id)
+            return [event.user_id]
+
+    def _account(self, changed: list[str]) -> None:
+        for user_id in changed:
+            if user_id in self.runtime.users:
+                # Reloaded: an eviction racing the reload may have forgotten it.
+                if user_id not in self._used:
+                    self._used[user_id] = None
+                    self._used.move_to_end(user_id, last=False)
+                self.metrics.adapter_swaps.labels("feed").inc()
+            else:
+                self._used.pop(user_id, None)
+                self.metrics.adapter_swaps.labels("drop").inc()
+        self.metrics.loaded_users.set(len(self.runtime.users))

@@ -201,3 +201,26 @@ def test_errors_are_clear_and_change_nothing(llama):
     assert "nobody" not in server.loaded.runtime.users
     assert http.get("/healthz").json() == {"status": "ok"}
     assert http.get("/readyz").status_code == 200
+
+
+def test_least_recently_used_users_leave_and_erased_users_are_dropped(llama):
+    from registry.client.erasure import delete_user
+
+    publisher, server, http, _other = llama
+    name = publisher.base["name"]
+    users, runtime = server.state.users, server.loaded.runtime
+    users.max_users = 3
+    try:
+        for user in ("u5", "u6", "u7", "u8"):
+            complete(http, f"{name}:{user}", PROMPTS[3], max_tokens=1)
+        assert set(runtime.users) == {"u6", "u7", "u8"}
+        assert metric(http, "vera_serve_adapter_swaps_total", reason="evict") >= 1
+    finally:
+        users.max_users = 1024
+    delete_user(publisher.rc, "u8")  # an erasure: the feed says so
+    deadline = time.monotonic() + 5
+    while "u8" in runtime.users:
+        assert time.monotonic() < deadline, "the erased user was never dropped"
+        time.sleep(0.01)
+    answer = http.post("/v1/completions", json={"model": f"{name}:u8", "prompt": "w5"})
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "adapter_not_found"
