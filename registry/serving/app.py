@@ -133,14 +133,14 @@ def _routes(app: FastAPI, server: Server) -> None:
         user = prep.pick_user(loaded, body.model, body.user)
         rows = prep.completion_rows(loaded, limits, body, user)
         request_id = new_id("cmpl")
-        if body.stream:
-
-            def chunk(index: int, text: str, finish: str | None) -> dict:
-                return completion_chunk(request_id, body.model, index, text, finish)
-
-            return await _stream(server, user, rows, chunk)
-        results = await _run(server, user, rows)
-        return completion_out(request_id, body.model, results)
+        return await _respond(
+            server,
+            user,
+            rows,
+            body.stream,
+            lambda i, text, finish: completion_chunk(request_id, body.model, i, text, finish),
+            lambda results: completion_out(request_id, body.model, results),
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatIn, _me: Auth):
@@ -148,15 +148,13 @@ def _routes(app: FastAPI, server: Server) -> None:
         user = prep.pick_user(loaded, body.model, body.user)
         row = prep.chat_row(loaded, limits, body, user)
         request_id = new_id("chatcmpl")
-        if body.stream:
 
-            def chunk(_i: int, text: str | None, finish: str | None) -> dict:
-                delta = {"role": "assistant", "content": ""} if text is None else {"content": text}
-                return chat_chunk(request_id, body.model, {} if finish else delta, finish)
+        def chunk(_i: int, text: str | None, finish: str | None) -> dict:
+            delta = {"role": "assistant", "content": ""} if text is None else {"content": text}
+            return chat_chunk(request_id, body.model, {} if finish else delta, finish)
 
-            return await _stream(server, user, [row], chunk, opening=True)
-        results = await _run(server, user, [row])
-        return chat_out(request_id, body.model, results[0])
+        whole = lambda results: chat_out(request_id, body.model, results[0])  # noqa: E731
+        return await _respond(server, user, [row], body.stream, chunk, whole, opening=True)
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyIn, _me: Auth):
@@ -220,6 +218,13 @@ async def _run(server: Server, user: str | None, rows: list[Row]) -> list[Any]:
         return await asyncio.gather(*futures)
     finally:
         await _release(server, user)
+
+
+async def _respond(server, user, rows, stream: bool, chunk, whole, opening: bool = False):
+    """Server-sent events of `chunk`s when streaming, else `whole(results)`."""
+    if stream:
+        return await _stream(server, user, rows, chunk, opening)
+    return whole(await _run(server, user, rows))
 
 
 async def _stream(server, user, rows: list[Row], chunk, opening: bool = False):

@@ -4,7 +4,6 @@ real uvicorn server. Built once per module: loading models is the slow part."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -15,11 +14,11 @@ import uvicorn
 from registry.cli.local import free_port
 from registry.client.api import RegistryClient
 from registry.config import Settings
-from registry.db import session_scope
 from registry.main import create_app
 from registry.migrate import upgrade
 from registry.vera.config import VeraConfig
 from tests.api.conftest import RecordingDispatcher, Tenant
+from tests.client.test_runtime import Registry, minilm_path
 from tests.cores import threads_per_worker
 
 torch = pytest.importorskip("torch")
@@ -47,9 +46,9 @@ class Live:
         self.thread.join(15)
 
 
-class Publisher:
-    """A registered base model + projection; publishes adapter versions of random vectors
-    (as a finished job leaves them) straight through the service layer."""
+class Publisher(Registry):
+    """A base model registered from its folder + a projection; publishes adapter versions
+    of random vectors (as a finished job leaves them) straight through the service layer."""
 
     def __init__(self, app, rc: RegistryClient, folder: Path, config: VeraConfig) -> None:
         from registry.vera.describe import describe_base_model, describe_projection, layers_for
@@ -67,43 +66,13 @@ class Publisher:
         self.shapes = {k: tuple(v.shape) for k, v in adapter_state_dict(self.model).items()}
         self.adapters: dict[str, str] = {}
 
-    def vectors(self, seed: int, scale: float = 1.0) -> dict:
+    def vectors(self, seed: int) -> dict:
         generator = torch.Generator().manual_seed(seed)
-        return {k: torch.randn(s, generator=generator) * scale for k, s in self.shapes.items()}
+        return {k: torch.randn(s, generator=generator) for k, s in self.shapes.items()}
 
     def add_version(self, user: str, seed: int, labels: list | None = None) -> int:
-        """A new version of `user`'s adapter from random vectors, published to `live`."""
-        from registry.adapters import service
-        from registry.vera.peft_io import adapter_blob
-
-        identity = {"user_id": user}
-        if labels is not None:
-            identity["labels"] = json.dumps(labels)
-        blob = adapter_blob(
-            self.vectors(seed),
-            base_model_hash=self.base["content_hash"],
-            projection_fingerprint=self.projection["fingerprint"],
-            identity=identity,
-            config=self.config,
-        )
-        with session_scope(self.app.state.session_factory) as session:
-            adapter = service.get_or_create_adapter(
-                session,
-                self.rc.tenant.id,
-                user_id=user,
-                name="default",
-                base_model_id=self.base["id"],
-                projection_id=self.projection["id"],
-                target_modules=self.config.target_modules,
-                task=self.config.task,
-            )
-            info = self.app.state.store.put(blob)
-            version = service.create_version(
-                session, adapter, blob_sha256=info.sha256, size_bytes=info.size
-            )
-            self.adapters[user], number = adapter.id, version.number
-        self.rc.publish(self.adapters[user], "live", number)
-        return number
+        """A new version of `user`'s adapter from the vectors of `seed`, published."""
+        return super().add_version(user, self.vectors(seed), labels)
 
 
 def load_for(folder: Path, task: str):
@@ -118,8 +87,6 @@ def registry_live(tmp_path_factory):
     work = tmp_path_factory.mktemp("registry")
     url = f"sqlite:///{work / 'registry.db'}"
     upgrade(url)
-    from tests.client.test_runtime import minilm_path
-
     sources = [str(tmp_path_factory.getbasetemp()), str(minilm_path())]
     settings = Settings(
         _env_file=None,
