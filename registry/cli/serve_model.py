@@ -67,17 +67,22 @@ def serve_model(**options) -> None:
     client = RegistryClient(
         options["registry_url"].rstrip("/"), options["api_key"], cache_dir=options["cache_dir"]
     )
-    loaded = load_model(
-        client,
-        options["base_model_id"],
-        model_path=options["model_path"],
-        cache_dir=client.cache_dir,
-        adapter=options["adapter"],
-        alias=options["alias"],
-        user=options["user"],
-        device=options["device"],
-        capacity=min(options["max_users"] + 1, 64),
-    )
+    from registry.client.runtime import ProjectionMismatch, RuntimeMismatch
+
+    try:
+        loaded = load_model(
+            client,
+            options["base_model_id"],
+            model_path=options["model_path"],
+            cache_dir=client.cache_dir,
+            adapter=options["adapter"],
+            alias=options["alias"],
+            user=options["user"],
+            device=options["device"],
+            capacity=min(options["max_users"] + 1, 64),
+        )
+    except (RuntimeMismatch, ProjectionMismatch) as exc:  # wrong weights, or torch's PRNG
+        raise click.ClickException(str(exc)) from exc
     serve = ServeOptions(
         max_batch_tokens=options["max_batch_tokens"],
         max_wait_ms=options["max_wait_ms"],

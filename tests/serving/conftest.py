@@ -54,7 +54,7 @@ class Publisher(Registry):
         from registry.vera.describe import describe_base_model, describe_projection, layers_for
         from registry.vera.inject import adapter_state_dict, inject_vera
 
-        self.app, self.rc, self.config = app, rc, config
+        self.app, self.rc, self.config, self.folder = app, rc, config, folder
         description = describe_base_model(folder)
         # From an allow-listed folder: no upload of the weights through the API.
         self.base = rc.register_base_model({**description, "source_uri": str(folder)})

@@ -224,3 +224,23 @@ def test_least_recently_used_users_leave_and_erased_users_are_dropped(llama):
         time.sleep(0.01)
     answer = http.post("/v1/completions", json={"model": f"{name}:u8", "prompt": "w5"})
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "adapter_not_found"
+
+
+def test_serve_model_refuses_weights_other_than_the_registered_ones(llama, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from registry.cli import main
+    from tests.vera.conftest import tiny_llama
+
+    publisher, _server, _http, _other = llama
+    tiny_llama(seed=1).save_pretrained(tmp_path)  # same shapes, other weights
+    for tokenizer_file in publisher.folder.glob("tokenizer*"):
+        shutil.copy(tokenizer_file, tmp_path)
+    argv = ["serve-model", "--base-model", publisher.base["id"], "--model-path", str(tmp_path)]
+    env = {"VERA_REGISTRY_URL": publisher.rc.base_url, "VERA_API_KEY": ""}
+    assert "VERA_API_KEY" in CliRunner().invoke(main, argv, env=env).output
+    env["VERA_API_KEY"] = publisher.rc.tenant.keys["read"]
+    result = CliRunner().invoke(main, [*argv, "--cache-dir", str(tmp_path / "cache")], env=env)
+    assert result.exit_code == 1 and "weights hash to" in result.output, result.output
