@@ -146,6 +146,15 @@ def test_the_openai_package_talks_to_it_unchanged(llama):
     chunks = list(stream)
     assert "".join(c.choices[0].text for c in chunks) == ours
     assert chunks[-1].choices[0].finish_reason == done.choices[0].finish_reason
+    two = [PROMPTS[1], PROMPTS[2]]  # a choice per prompt, streamed interleaved by index
+    both = client.completions.create(model=model, prompt=two, max_tokens=4, temperature=0)
+    stream = client.completions.create(
+        model=model, prompt=two, max_tokens=4, temperature=0, stream=True
+    )
+    texts = ["", ""]
+    for piece in stream:
+        texts[piece.choices[0].index] += piece.choices[0].text
+    assert texts == [choice.text for choice in both.choices] and texts[0] == ours
 
     messages = [{"role": "system", "content": "w3"}, {"role": "user", "content": "w5 w6"}]
     chat = client.chat.completions.create(
