@@ -78,6 +78,7 @@ class Registry:
         body = describe_projection(description["layers"], TARGETS, SEED, R)
         self.projection = rc.register_projection(self.base["id"], body)
         self.adapters: dict[str, str] = {}
+        self.config = vera_config()
 
     def blob(self, user: str, vectors, labels: list | None = None) -> bytes:
         from registry.vera.peft_io import adapter_blob
@@ -90,7 +91,7 @@ class Registry:
             base_model_hash=self.base["content_hash"],
             projection_fingerprint=self.projection["fingerprint"],
             identity=identity,
-            config=vera_config(),
+            config=self.config,
         )
 
     def add_version(self, user: str, vectors, labels: list | None = None) -> int:
@@ -106,8 +107,8 @@ class Registry:
                 name="default",
                 base_model_id=self.base["id"],
                 projection_id=self.projection["id"],
-                target_modules=TARGETS,
-                task=TASK_SEQUENCE_CLASSIFICATION,
+                target_modules=self.config.target_modules,
+                task=self.config.task,
             )
             info = store.put(self.blob(user, vectors, labels))
             version = service.create_version(
