@@ -43,21 +43,28 @@ class Remote:
 
     @classmethod
     def connect(cls, url: str | None, api_key: str | None, as_json: bool) -> Remote:
-        settings = get_settings()
-        saved = saved_credentials(settings)
-        default = f"http://{settings.api_host}:{settings.api_port}"
-        url = (url or saved.get("url") or default).rstrip("/")
-        if not api_key and url == saved.get("url"):
-            api_key = saved.get("api_key")  # never sent to any other server
-        if not api_key:
-            raise click.UsageError(
-                "no API key: pass --api-key or set VERA_API_KEY (`vera-registry up` prints "
-                "one; `vera-registry tenants create NAME` makes one)"
-            )
+        url, api_key = registry_target(url, api_key)
         return cls(RegistryClient(url, api_key, retries=2), url, as_json)
 
     def show(self, data: Any, columns=None, title: str | None = None) -> None:
         output.show(self.as_json, data, columns, title)
+
+
+def registry_target(url: str | None, api_key: str | None) -> tuple[str, str]:
+    """The registry URL and API key a command talks with: the given ones, else what
+    `vera-registry up` saved, else this machine's default address."""
+    settings = get_settings()
+    saved = saved_credentials(settings)
+    default = f"http://{settings.api_host}:{settings.api_port}"
+    url = (url or saved.get("url") or default).rstrip("/")
+    if not api_key and url == saved.get("url"):
+        api_key = saved.get("api_key")  # never sent to any other server
+    if not api_key:
+        raise click.UsageError(
+            "no API key: pass --api-key or set VERA_API_KEY (`vera-registry up` prints "
+            "one; `vera-registry tenants create NAME` makes one)"
+        )
+    return url, api_key
 
 
 def remote_command(function):

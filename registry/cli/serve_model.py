@@ -15,10 +15,9 @@ from registry.cli.params import ADAPTER_NAME, ALIAS_NAME, USER_ID
 @click.option(
     "--registry",
     "registry_url",
-    envvar="VERA_REGISTRY_URL",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    help="The registry's URL (VERA_REGISTRY_URL).",
+    envvar=["VERA_REGISTRY_URL", "VERA_URL"],
+    help="The registry's URL (VERA_REGISTRY_URL or VERA_URL; default: the one "
+    "`vera-registry up` saved, else this machine's registry address).",
 )
 @click.option("--api-key", envvar="VERA_API_KEY", help="A read key of the tenant (VERA_API_KEY).")
 @click.option(
@@ -56,17 +55,15 @@ def serve_model(**options) -> None:
     per batch (docs/client.md, "Serving")."""
     import uvicorn
 
+    from registry.cli.remote import registry_target
     from registry.client.api import RegistryClient
     from registry.serving.app import ServeOptions, create_serving_app
     from registry.serving.model import load_model
     from registry.serving.requests import Limits
 
-    if not options["api_key"]:
-        raise click.UsageError("no API key: pass --api-key or set VERA_API_KEY")
+    url, api_key = registry_target(options["registry_url"], options["api_key"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    client = RegistryClient(
-        options["registry_url"].rstrip("/"), options["api_key"], cache_dir=options["cache_dir"]
-    )
+    client = RegistryClient(url, api_key, cache_dir=options["cache_dir"])
     from registry.client.runtime import ProjectionMismatch, RuntimeMismatch
 
     try:
