@@ -40,6 +40,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
     from registry.adapters.erasure import router as erasure_router
+    from registry.adapters.export_router import router as export_router
     from registry.adapters.metadata_router import router as metadata_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
@@ -112,6 +113,7 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        export_router,
         erasure_router,
         metadata_router,
         serving_router,

@@ -12,43 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import os
 import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from registry.base_models.manifest import ModelFile, check_relative_path, file_sha256
-from registry.base_models.sources import S3, check_source, resolve_local, s3_key
+from registry.base_models.reader import (
+    BaseModelMismatch,
+    ModelSpec,
+    checked_source,
+    open_model_file,
+    verified,
+)
 from registry.config import Settings
-from registry.errors import BlobCorrupt, BlobNotFound, Invalid
 
 log = logging.getLogger(__name__)
 WEIGHTS_CHECKED = ".weights-verified"
-
-
-class BaseModelMismatch(Exception):
-    """The files of a base model cannot be had as registered. Messages name the file and
-    the model's own registered hash, never what the bytes actually hashed to."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a worker needs to fetch a base model: its manifest and where its files live."""
-
-    content_hash: str
-    weights_hash: str
-    source_uri: str | None
-    files: tuple[ModelFile, ...]
-
-    @classmethod
-    def of(cls, row) -> ModelSpec:
-        files = tuple(ModelFile(f.path, f.sha256, f.size) for f in row.files)
-        return cls(row.content_hash, row.weights_hash, row.source_uri, files)
 
 
 class ModelCache:
@@ -86,7 +69,8 @@ class ModelCache:
                 "their files: register it again (`vera-registry base-models register PATH`)"
             )
         if spec.source_uri is not None:
-            self._check_source(spec)  # even when cached: a removed root stops loads at once
+            # Even when cached: a removed root stops loads at once.
+            checked_source(spec, self.settings)
         target = self.root / spec.content_hash.removeprefix("sha256:")
         target.mkdir(parents=True, exist_ok=True)
         with _locked(target.with_name(target.name + ".lock")):
@@ -97,14 +81,6 @@ class ModelCache:
                     self._fetch_file(spec, file, path)
             self._check_weights(spec, target)
         return target
-
-    def _check_source(self, spec: ModelSpec) -> str:
-        try:
-            return check_source(spec.source_uri, self.settings.model_sources)
-        except Invalid as exc:
-            raise BaseModelMismatch(
-                f"base model {spec.content_hash}: {exc.message} (checked on this worker)"
-            ) from exc
 
     def _check_weights(self, spec: ModelSpec, target: Path) -> None:
         marker = target / WEIGHTS_CHECKED
@@ -123,77 +99,14 @@ class ModelCache:
     def _fetch_file(self, spec: ModelSpec, file: ModelFile, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
-        digest, size = hashlib.sha256(), 0
         try:
             with os.fdopen(fd, "wb") as handle:
-                for chunk in self._chunks(spec, file):
-                    digest.update(chunk)
-                    size += len(chunk)
+                chunks = open_model_file(spec, file, self.settings, self.store)
+                for chunk in verified(chunks, spec, file):
                     handle.write(chunk)
-            if (digest.hexdigest(), size) != (file.sha256, file.size):
-                raise BaseModelMismatch(
-                    f"file {file.path!r} of base model {spec.content_hash} from "
-                    f"{self._where(spec)} is not the file it was registered with: the source "
-                    "changed since registration or the copy is damaged; register it again"
-                )
             os.replace(temp, path)
         finally:
             Path(temp).unlink(missing_ok=True)
-
-    def _where(self, spec: ModelSpec) -> str:
-        return "the registry's store" if spec.source_uri is None else "its source"
-
-    def _chunks(self, spec: ModelSpec, file: ModelFile) -> Iterator[bytes]:
-        source = spec.source_uri
-        try:
-            if source is None:
-                yield from self.store.iter_bytes(file.sha256, chunk_size=1024 * 1024)
-            elif source.startswith(S3):
-                yield from self._s3_chunks(self._check_source(spec), file)
-            else:
-                yield from self._local_chunks(source, file)
-        except BlobNotFound as exc:
-            raise BaseModelMismatch(
-                f"file {file.path!r} of base model {spec.content_hash} is missing from "
-                f"{self._where(spec)}: upload the folder again"
-            ) from exc
-        except BlobCorrupt:
-            return  # the size/sha256 check of the caller names the file
-
-    def _local_chunks(self, source: str, file: ModelFile) -> Iterator[bytes]:
-        # Resolved per file: a symlink inside the source folder must not lead outside.
-        real = resolve_local(Path(source) / file.path, self.settings.model_sources)
-        if real is None:
-            raise BaseModelMismatch(
-                f"file {file.path!r} of the base model's source is not under an allowed "
-                "directory of VERA_MODEL_SOURCES on this worker"
-            )
-        try:
-            handle = open(real, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise BaseModelMismatch(
-                f"file {file.path!r} is missing from the base model's source on this worker"
-            ) from None
-        with handle:
-            while chunk := handle.read(1024 * 1024):
-                yield chunk
-
-    def _s3_chunks(self, source: str, file: ModelFile) -> Iterator[bytes]:
-        from botocore.exceptions import ClientError
-
-        from registry.s3 import make_client
-
-        bucket, key = s3_key(source, file.path)
-        client = make_client(self.settings, read_timeout=120)
-        try:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            raise BaseModelMismatch(
-                f"file {file.path!r} cannot be read from the base model's source ({code})"
-            ) from exc
-        with body:
-            yield from body.iter_chunks(1024 * 1024)
 
 
 def _inside(target: Path, relative: str) -> Path:
