@@ -66,6 +66,7 @@ async def export_version(
             return exports.load_source(session, principal.tenant_id, adapter_id, number)
 
     source = await run_in_threadpool(load)
+    exports.check_rank(source, rank)
     base_path = exports.base_model_name_or_path(source, base_model_name_or_path)
     tag = hashlib.sha256(f"{format}\0{rank}\0{base_path}".encode()).hexdigest()[:16]
     etag = f'"{source.blob_sha256}-{tag}"'
@@ -84,13 +85,16 @@ async def export_version(
     exports.require_torch(format)
     if format == "lora":
         data, extra = await run_in_threadpool(
-            exports.SLOTS.run,
-            (source.blob_sha256, rank, base_path),
-            lambda: exports.lora_zip(source, blob, rank, base_path),
+            request.app.state.exports.run,
+            (source.adapter_id, source.number, source.blob_sha256, rank, base_path),
+            lambda: exports.lora_zip(source, blob, rank, base_path, settings, store),
         )
         return Response(data, media_type="application/zip", headers={**headers, **extra})
+    exports.check_merged_size(source, settings.max_merged_export_bytes)
     path, _ = await run_in_threadpool(
-        exports.SLOTS.run, None, lambda: exports.merged_zip(source, blob, settings, store)
+        request.app.state.exports.run,
+        None,
+        lambda: exports.merged_zip(source, blob, settings, store),
     )
     return FileResponse(
         path,

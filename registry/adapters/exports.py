@@ -10,18 +10,24 @@ the base model's recorded source when it is a local folder, else its registered 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from registry.adapters import service
 from registry.adapters.models import Adapter
+from registry.adapters.peft_export import label_maps, read_safetensors_metadata, zip_folder
 from registry.base_models.models import BaseModel, Projection
-from registry.base_models.reader import ModelSpec
+from registry.base_models.reader import BaseModelMismatch, ModelSpec, open_model_file, verified
 from registry.base_models.sources import S3
-from registry.errors import RegistryError, StorageError
+from registry.config import Settings
+from registry.errors import Conflict, Invalid, RegistryError, StorageError, TooLarge
 
 BASE_MODEL_HEADER = "X-Vera-Base-Model-Id"
 EXPORT_SLOTS = 2  # torch exports running at once per API process (CPU and memory bound)
@@ -98,6 +104,11 @@ class ExportSlots:
         self._cache: OrderedDict[tuple, tuple[bytes, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget every cached export (a deletion reached this process)."""
+        with self._lock:
+            self._cache.clear()
+
     def run(self, key: tuple | None, compute):
         """`compute()` in a free slot (503 after SLOT_WAIT_S), cached under `key` when given."""
         if key is not None:
@@ -122,4 +133,109 @@ class ExportSlots:
         return result
 
 
-SLOTS = ExportSlots()
+def check_merged_size(source: ExportSource, limit: int) -> None:
+    size = sum(file.size for file in source.base.files)
+    if size > limit:
+        raise TooLarge(
+            f"a merged export copies the base model's {size} bytes, over "
+            f"VERA_MAX_MERGED_EXPORT_BYTES={limit}: download format=lora (or vera) and merge "
+            "where the base model is, or raise the setting",
+            details={"size_bytes": size, "limit_bytes": limit},
+        )
+
+
+def check_rank(source: ExportSource, rank: int | None) -> None:
+    r = source.projection[1]
+    if rank is not None and rank > r:
+        raise Invalid(
+            f"rank {rank} is above the adapter's r={r}: ask for 1..{r} (r itself is exact)",
+            details=[{"field": "rank", "message": f"at most r={r}"}],
+        )
+
+
+def _exact_factors(source: ExportSource, blob: bytes):
+    from registry.vera.lora_export import exact_factors
+    from registry.vera.projection import ProjectionMismatch
+
+    try:
+        return exact_factors(blob, source.layers, source.projection)
+    except (ValueError, KeyError, ProjectionMismatch) as exc:
+        raise Conflict(
+            f"adapter {source.adapter_id} version {source.number} cannot be converted: {exc}",
+            code="export_failed",
+        ) from exc
+
+
+def _base_config(source: ExportSource, settings: Settings, store) -> dict:
+    file = next((f for f in source.base.files if f.path == "config.json"), None)
+    if file is None:
+        return {}
+    try:
+        chunks = verified(open_model_file(source.base, file, settings, store), source.base, file)
+        return json.loads(b"".join(chunks))
+    except BaseModelMismatch as exc:
+        raise Conflict(str(exc), code="base_model_files_unavailable") from exc
+
+
+def _conv1d(source: ExportSource, model_config: dict, paths: list[str]) -> set[str]:
+    from registry.vera.lora_export import conv1d_paths
+
+    if not model_config.get("model_type"):
+        return set()  # no config to build the model from: layers taken as nn.Linear
+    return conv1d_paths(model_config, source.task, paths)
+
+
+def lora_zip(
+    source: ExportSource, blob: bytes, rank: int | None, base_path: str, settings: Settings, store
+) -> tuple[bytes, dict[str, str]]:
+    """The LoRA folder as a zip, and headers summarising a truncation's error."""
+    from registry.vera.lora_export import lora_files, truncate
+
+    factors = _exact_factors(source, blob)
+    if rank is not None:
+        factors = truncate(factors, rank)
+    conv1d = _conv1d(source, _base_config(source, settings, store), list(factors.b))
+    errors = factors.errors
+    record = {"adapter_id": source.adapter_id, "version": source.number, "rank": factors.rank}
+    extra = {
+        **label_maps(read_safetensors_metadata(blob)),
+        "vera_export": {**record, "relative_errors": errors},
+    }
+    files = lora_files(factors, base_path, bool(conv1d), extra)
+    headers = {
+        "X-Vera-Lora-Rank": str(factors.rank),
+        "X-Vera-Lora-Max-Relative-Error": f"{max(errors.values(), default=0.0):.6g}",
+        "X-Vera-Lora-Mean-Relative-Error": f"{sum(errors.values()) / max(len(errors), 1):.6g}",
+    }
+    return zip_folder(files), headers
+
+
+def merged_zip(
+    source: ExportSource, blob: bytes, settings: Settings, store
+) -> tuple[Path, dict[str, str]]:
+    """The base model folder with the adapter merged in, as a zip in a temporary file."""
+    from registry.base_models.folder import fetch_model_folder
+    from registry.vera.merge_export import write_merged_zip
+
+    try:
+        folder = fetch_model_folder(source.base, settings, store)
+    except BaseModelMismatch as exc:
+        raise Conflict(str(exc), code="base_model_files_unavailable") from exc
+    factors = _exact_factors(source, blob)
+    config_path = folder / "config.json"
+    model_config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    conv1d = _conv1d(source, model_config, list(factors.b))
+    fd, name = tempfile.mkstemp(prefix="vera-merged-", suffix=".zip")
+    os.close(fd)
+    out = Path(name)
+    try:
+        files = [file.path for file in source.base.files]
+        labels = label_maps(read_safetensors_metadata(blob))
+        write_merged_zip(folder, files, factors, conv1d, labels, out)
+    except ValueError as exc:
+        out.unlink(missing_ok=True)
+        raise Conflict(f"cannot merge: {exc}", code="export_failed") from exc
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return out, {}
