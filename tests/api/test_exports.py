@@ -30,18 +30,11 @@ def db_url(pg_url):
 
 
 def _bert(folder):
-    from transformers import BertConfig, BertForSequenceClassification, BertModel
+    from transformers import BertForSequenceClassification
 
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=48,
-        max_position_embeddings=32,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)  # a backbone: the head is the adapter's
+    from tests.vera.test_packed import tiny_bert
+
+    tiny_bert().bert.save_pretrained(folder)  # a backbone: the head is the adapter's
     torch.manual_seed(1)
     task_model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
     return task_model, "sequence-classification", ["query", "value"]
