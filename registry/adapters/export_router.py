@@ -11,7 +11,12 @@ from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 
 from registry.adapters import exports
-from registry.adapters.peft_export import label_maps, peft_zip, read_safetensors_metadata
+from registry.adapters.peft_export import (
+    BASE_MODEL_HEADER,
+    label_maps,
+    peft_zip,
+    read_safetensors_metadata,
+)
 from registry.adapters.router import _check_number
 from registry.api.deps import ReadDep, SettingsDep, StoreDep
 from registry.api.etags import etag_matches
@@ -36,7 +41,10 @@ BasePath = Annotated[
 @router.get(
     "/v1/adapters/{adapter_id}/versions/{number}/peft",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}}, 304: {}, 413: {}, 422: {}, 501: {}},
+    responses={
+        200: {"content": {"application/zip": {}}},
+        **{status: {} for status in (304, 404, 409, 413, 422, 501, 503)},
+    },
 )
 async def export_version(
     adapter_id: str,
@@ -73,7 +81,7 @@ async def export_version(
     headers = {
         "ETag": etag,
         "Content-Disposition": f'attachment; filename="{adapter_id}-v{number}-{format}.zip"',
-        exports.BASE_MODEL_HEADER: source.base_model_id,
+        BASE_MODEL_HEADER: source.base_model_id,
     }
     if etag_matches(request, etag):
         return Response(status_code=304, headers=headers)

@@ -29,7 +29,6 @@ from registry.base_models.sources import S3
 from registry.config import Settings
 from registry.errors import Conflict, Invalid, RegistryError, StorageError, TooLarge
 
-BASE_MODEL_HEADER = "X-Vera-Base-Model-Id"
 EXPORT_SLOTS = 2  # torch exports running at once per API process (CPU and memory bound)
 SLOT_WAIT_S = 30.0
 CACHE_ENTRIES = 16

@@ -15,6 +15,8 @@ import zipfile
 from registry.errors import BlobCorrupt
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Every export says which base model its folder needs (the client fetches it when absent).
+BASE_MODEL_HEADER = "X-Vera-Base-Model-Id"
 
 
 def read_safetensors_metadata(blob: bytes) -> dict[str, str]:

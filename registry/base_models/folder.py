@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from registry.base_models.manifest import ModelFile, check_relative_path, file_sha256
+from registry.base_models.manifest import ModelFile, file_sha256, path_inside
 from registry.base_models.reader import (
     BaseModelMismatch,
     ModelSpec,
@@ -25,6 +25,7 @@ from registry.base_models.reader import (
     verified,
 )
 from registry.config import Settings
+from registry.errors import Invalid
 
 WEIGHTS_CHECKED = ".weights-verified"
 
@@ -81,10 +82,10 @@ def _fetch_file(spec: ModelSpec, file: ModelFile, path: Path, settings: Settings
 
 
 def _inside(target: Path, relative: str) -> Path:
-    path = target / check_relative_path(relative)
-    if not path.resolve().is_relative_to(target.resolve()):
-        raise BaseModelMismatch(f"file path {relative!r} leaves the model folder")
-    return path
+    try:
+        return path_inside(target, relative)
+    except Invalid as exc:
+        raise BaseModelMismatch(exc.message) from None
 
 
 def _remove_others(target: Path, wanted: set[Path]) -> None:

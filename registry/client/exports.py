@@ -16,24 +16,20 @@ from urllib.parse import quote
 
 import httpx
 
-from registry.base_models.manifest import check_relative_path, file_sha256
+from registry.adapters.peft_export import BASE_MODEL_HEADER
+from registry.base_models.manifest import file_sha256, path_inside
 from registry.client.common import ClientError, IntegrityError, _atomic_write, _segment
 from registry.errors import Invalid
 
 Progress = Callable[[str, int], None]
 EXPORT_FORMATS = ("vera", "lora", "merged")
-BASE_MODEL_HEADER = "X-Vera-Base-Model-Id"
 
 
 def _inside(directory: Path, relative: str) -> Path:
-    """Where a manifest or zip path lands under `directory`; never outside it."""
     try:
-        path = directory / check_relative_path(relative)
+        return path_inside(directory, relative)
     except Invalid as exc:
         raise ClientError(0, "bad_path", exc.message) from None
-    if not path.resolve().is_relative_to(directory.resolve()):
-        raise ClientError(0, "bad_path", f"path {relative!r} leaves {directory}")
-    return path
 
 
 def _write_stream(path: Path, chunks: Iterator[bytes], progress: Progress | None) -> str:
