@@ -172,6 +172,8 @@ def test_truncated_lora_reports_each_layers_true_error(app, client, tenant, tmp_
     exact = load_file(tmp_path / "exact" / "adapter_model.safetensors")
     cut = load_file(tmp_path / "cut" / "adapter_model.safetensors")
     config = json.loads((tmp_path / "cut" / "adapter_config.json").read_text())
+    # Stored in the registry, no path asked for: the base model's registered name.
+    assert config["base_model_name_or_path"] == "base"
     reported = config["vera_export"]["relative_errors"]
     assert config["r"] == config["lora_alpha"] == 3 and len(reported) == 2 * 3
     for path, error in reported.items():
