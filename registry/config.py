@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     max_model_file_bytes: int = Field(
         64 * GiB, description="Largest single base-model file upload, bytes."
     )
+    max_merged_export_bytes: int = Field(
+        2 * GiB,
+        description="Largest base model (sum of its files) a format=merged export copies, bytes.",
+    )
     s3_part_bytes: int = Field(
         64 * MiB, ge=5 * MiB, description="Part size of S3 multipart uploads (at least 5 MiB)."
     )

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 
 from registry import __version__
 from registry.adapters.blobs import BlobCache
+from registry.adapters.exports import ExportSlots
 from registry.adapters.feed_wait import FeedWaiters
 from registry.adapters.manifest_cache import ManifestCache
 from registry.adapters.pg_listener import PgListener
@@ -40,6 +41,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. Tests and `vera-registry serve` pass their own parts."""
     from registry.adapters.erasure import router as erasure_router
+    from registry.adapters.export_router import router as export_router
     from registry.adapters.metadata_router import router as metadata_router
     from registry.adapters.router import router as adapters_router
     from registry.adapters.serving import router as serving_router
@@ -73,6 +75,7 @@ def create_app(
     app.state.auth_cache = AuthCache(app.state.session_factory)
     app.state.rate_limiter = RateLimiter(settings, app.state.session_factory)
     app.state.blob_cache = BlobCache()
+    app.state.exports = ExportSlots()
     app.state.version_index = {}
     app.state.feed_waiters = FeedWaiters()
     app.state.pg_listener = None  # started with the app (see _lifespan)
@@ -112,6 +115,7 @@ def create_app(
         base_models_router,
         jobs_router,
         adapters_router,
+        export_router,
         erasure_router,
         metadata_router,
         serving_router,
@@ -153,6 +157,7 @@ def _forget_deleted(app: FastAPI, tenant_id: str | None, adapter_ids: list[str] 
         if tenant_id is None or (key[0] == tenant_id and key[1] in (adapter_ids or ())):
             index.pop(key, None)
     app.state.blob_cache.clear()
+    app.state.exports.clear()
 
 
 def _default_dispatcher(settings: Settings) -> JobDispatcher:

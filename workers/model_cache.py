@@ -1,54 +1,25 @@
 """Base models fetched by content hash into the worker's cache, verified file by file, and
 kept loaded in memory between jobs.
 
-The cache directory is `VERA_HOME/models/<content hash hex>/` and holds exactly the files of
-the base model's manifest. Every file is checked against its sha256 whenever the directory
-is used to load a model; a damaged or missing file is fetched again, from the registry's
-blob store or from the operator-allowed external source the model was registered with
-(re-checked against `VERA_MODEL_SOURCES` here). Nothing else is ever read.
+The cache directory is `VERA_HOME/models/<content hash hex>/` (registry/base_models/folder.py):
+exactly the files of the base model's manifest, each checked against its sha256 whenever the
+directory is used to load a model, fetched again from the registry's blob store or the
+operator-allowed external source when missing or damaged. Nothing else is ever read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import logging
-import os
-import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from registry.base_models.manifest import ModelFile, check_relative_path, file_sha256
-from registry.base_models.sources import S3, check_source, resolve_local, s3_key
+from registry.base_models.folder import fetch_model_folder
+from registry.base_models.reader import BaseModelMismatch, ModelSpec
 from registry.config import Settings
-from registry.errors import BlobCorrupt, BlobNotFound, Invalid
 
+__all__ = ["BaseModelMismatch", "ModelCache", "ModelSpec"]
 log = logging.getLogger(__name__)
-WEIGHTS_CHECKED = ".weights-verified"
-
-
-class BaseModelMismatch(Exception):
-    """The files of a base model cannot be had as registered. Messages name the file and
-    the model's own registered hash, never what the bytes actually hashed to."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a worker needs to fetch a base model: its manifest and where its files live."""
-
-    content_hash: str
-    weights_hash: str
-    source_uri: str | None
-    files: tuple[ModelFile, ...]
-
-    @classmethod
-    def of(cls, row) -> ModelSpec:
-        files = tuple(ModelFile(f.path, f.sha256, f.size) for f in row.files)
-        return cls(row.content_hash, row.weights_hash, row.source_uri, files)
 
 
 class ModelCache:
@@ -78,153 +49,8 @@ class ModelCache:
         return loaded
 
     def fetch(self, spec: ModelSpec) -> Path:
-        """The cache directory of this base model with every file verified (fetched if
-        missing or damaged), and its weights checked against weights_hash once."""
-        if not spec.files:
-            raise BaseModelMismatch(
-                f"base model {spec.content_hash} was registered before base models carried "
-                "their files: register it again (`vera-registry base-models register PATH`)"
-            )
-        if spec.source_uri is not None:
-            self._check_source(spec)  # even when cached: a removed root stops loads at once
-        target = self.root / spec.content_hash.removeprefix("sha256:")
-        target.mkdir(parents=True, exist_ok=True)
-        with _locked(target.with_name(target.name + ".lock")):
-            wanted = {_inside(target, f.path): f for f in spec.files}
-            _remove_others(target, set(wanted))
-            for path, file in wanted.items():
-                if not path.is_file() or file_sha256(path) != (file.sha256, file.size):
-                    self._fetch_file(spec, file, path)
-            self._check_weights(spec, target)
-        return target
-
-    def _check_source(self, spec: ModelSpec) -> str:
-        try:
-            return check_source(spec.source_uri, self.settings.model_sources)
-        except Invalid as exc:
-            raise BaseModelMismatch(
-                f"base model {spec.content_hash}: {exc.message} (checked on this worker)"
-            ) from exc
-
-    def _check_weights(self, spec: ModelSpec, target: Path) -> None:
-        marker = target / WEIGHTS_CHECKED
-        if marker.is_file() and marker.read_text() == spec.weights_hash:
-            return
-        from registry.vera.hashing import hash_safetensors_dir
-
-        if hash_safetensors_dir(target) != spec.weights_hash:
-            raise BaseModelMismatch(
-                f"the tensors of base model {spec.content_hash} do not hash to the weights_hash "
-                "it was registered with: register it again from the folder "
-                "(`vera-registry base-models register PATH` computes both)"
-            )
-        marker.write_text(spec.weights_hash)
-
-    def _fetch_file(self, spec: ModelSpec, file: ModelFile, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".fetch-")
-        digest, size = hashlib.sha256(), 0
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in self._chunks(spec, file):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    handle.write(chunk)
-            if (digest.hexdigest(), size) != (file.sha256, file.size):
-                raise BaseModelMismatch(
-                    f"file {file.path!r} of base model {spec.content_hash} from "
-                    f"{self._where(spec)} is not the file it was registered with: the source "
-                    "changed since registration or the copy is damaged; register it again"
-                )
-            os.replace(temp, path)
-        finally:
-            Path(temp).unlink(missing_ok=True)
-
-    def _where(self, spec: ModelSpec) -> str:
-        return "the registry's store" if spec.source_uri is None else "its source"
-
-    def _chunks(self, spec: ModelSpec, file: ModelFile) -> Iterator[bytes]:
-        source = spec.source_uri
-        try:
-            if source is None:
-                yield from self.store.iter_bytes(file.sha256, chunk_size=1024 * 1024)
-            elif source.startswith(S3):
-                yield from self._s3_chunks(self._check_source(spec), file)
-            else:
-                yield from self._local_chunks(source, file)
-        except BlobNotFound as exc:
-            raise BaseModelMismatch(
-                f"file {file.path!r} of base model {spec.content_hash} is missing from "
-                f"{self._where(spec)}: upload the folder again"
-            ) from exc
-        except BlobCorrupt:
-            return  # the size/sha256 check of the caller names the file
-
-    def _local_chunks(self, source: str, file: ModelFile) -> Iterator[bytes]:
-        # Resolved per file: a symlink inside the source folder must not lead outside.
-        real = resolve_local(Path(source) / file.path, self.settings.model_sources)
-        if real is None:
-            raise BaseModelMismatch(
-                f"file {file.path!r} of the base model's source is not under an allowed "
-                "directory of VERA_MODEL_SOURCES on this worker"
-            )
-        try:
-            handle = open(real, "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            raise BaseModelMismatch(
-                f"file {file.path!r} is missing from the base model's source on this worker"
-            ) from None
-        with handle:
-            while chunk := handle.read(1024 * 1024):
-                yield chunk
-
-    def _s3_chunks(self, source: str, file: ModelFile) -> Iterator[bytes]:
-        from botocore.exceptions import ClientError
-
-        from registry.s3 import make_client
-
-        bucket, key = s3_key(source, file.path)
-        client = make_client(self.settings, read_timeout=120)
-        try:
-            body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            raise BaseModelMismatch(
-                f"file {file.path!r} cannot be read from the base model's source ({code})"
-            ) from exc
-        with body:
-            yield from body.iter_chunks(1024 * 1024)
-
-
-def _inside(target: Path, relative: str) -> Path:
-    path = target / check_relative_path(relative)
-    if not path.resolve().is_relative_to(target.resolve()):
-        raise BaseModelMismatch(f"file path {relative!r} leaves the model folder")
-    return path
-
-
-def _remove_others(target: Path, wanted: set[Path]) -> None:
-    """Anything in the cache directory that the manifest does not list goes (a stale file
-    could otherwise be read by from_pretrained); children before their parents."""
-    for path in sorted(target.rglob("*"), reverse=True):
-        if path in wanted or path.name == WEIGHTS_CHECKED:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            with contextlib.suppress(OSError):
-                path.rmdir()  # only empty ones: directories of wanted files stay
-        else:
-            path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """One fetcher per model directory across the worker processes sharing VERA_HOME."""
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        """The cache directory of this base model, every file verified (see the module)."""
+        return fetch_model_folder(spec, self.settings, self.store)
 
 
 def _load(path: Path, task: str, num_labels: int | None):

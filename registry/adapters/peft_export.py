@@ -15,6 +15,8 @@ import zipfile
 from registry.errors import BlobCorrupt
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Every export says which base model its folder needs (the client fetches it when absent).
+BASE_MODEL_HEADER = "X-Vera-Base-Model-Id"
 
 
 def read_safetensors_metadata(blob: bytes) -> dict[str, str]:
@@ -34,15 +36,43 @@ def read_safetensors_metadata(blob: bytes) -> dict[str, str]:
     return metadata
 
 
-def peft_zip(blob: bytes) -> bytes:
-    """A zip holding adapter_config.json and adapter_model.safetensors."""
-    metadata = read_safetensors_metadata(blob)
+def adapter_config(metadata: dict[str, str]) -> dict:
+    """The PEFT adapter config the worker recorded in the blob's header."""
     config_text = metadata.get("adapter_config")
     if not config_text:
         raise BlobCorrupt("adapter blob carries no adapter_config in its header metadata")
-    config = json.loads(config_text)
+    return json.loads(config_text)
+
+
+def label_maps(metadata: dict[str, str]) -> dict[str, dict]:
+    """`id2label`/`label2id` of a classifier from the labels in the blob's identity (what
+    transformers' configs carry); empty when the adapter has none (a causal LM)."""
+    labels = json.loads(
+        json.loads(metadata.get("adapter_identity") or "{}").get("labels") or "null"
+    )
+    if not labels:
+        return {}
+    # Dataset labels are any JSON value (1, "spam"); the maps name them as text.
+    names = [label if isinstance(label, str) else json.dumps(label) for label in labels]
+    return {
+        "id2label": {str(index): name for index, name in enumerate(names)},
+        "label2id": {name: index for index, name in enumerate(names)},
+    }
+
+
+def zip_folder(files: dict[str, bytes]) -> bytes:
+    """A zip of {name: bytes}; the PEFT folders are small (a LoRA of a 7B model: MBs)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("adapter_config.json", json.dumps(config, indent=2, sort_keys=True))
-        archive.writestr("adapter_model.safetensors", blob)
+        for name, data in files.items():
+            archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def peft_zip(blob: bytes, updates: dict | None = None) -> bytes:
+    """A zip holding adapter_config.json (the recorded one, with `updates`) and
+    adapter_model.safetensors (the blob itself: PEFT's tensor names)."""
+    metadata = read_safetensors_metadata(blob)
+    config = {**adapter_config(metadata), **(updates or {})}
+    text = json.dumps(config, indent=2, sort_keys=True)
+    return zip_folder({"adapter_config.json": text.encode(), "adapter_model.safetensors": blob})

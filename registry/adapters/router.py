@@ -11,7 +11,6 @@ from starlette.convertors import PathConvertor, register_url_convertor
 
 from registry.adapters import service
 from registry.adapters.blobs import blob_response
-from registry.adapters.peft_export import peft_zip
 from registry.adapters.pg_listener import EVENT_SEQS
 from registry.adapters.schemas import (
     AdapterOut,
@@ -23,7 +22,7 @@ from registry.adapters.schemas import (
 )
 from registry.adapters.serving import manifest_out
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
-from registry.api.etags import alias_precondition, etag_matches
+from registry.api.etags import alias_precondition
 from registry.api.pagination import (
     DEFAULT_LIMIT,
     ByName,
@@ -168,33 +167,6 @@ def _version_blob(request: Request, tenant_id: str, adapter_id: str, number: int
     with session_scope(request.app.state.session_factory) as session:
         version = service.get_version(session, tenant_id, adapter_id, number)
         return version.blob_sha256, version.size_bytes
-
-
-@router.get(
-    "/v1/adapters/{adapter_id}/versions/{number}/peft",
-    response_class=Response,
-    responses={200: {"content": {"application/zip": {}}}, 304: {}},
-)
-def download_peft(
-    adapter_id: str,
-    number: int,
-    request: Request,
-    principal: ReadDep,
-    session: SessionDep,
-    store: StoreDep,
-) -> Response:
-    """A zip of adapter_config.json + adapter_model.safetensors for PeftModel.from_pretrained."""
-    _check_number(number)
-    version = service.get_version(session, principal.tenant_id, adapter_id, number)
-    etag = f'"{version.blob_sha256}-peft"'
-    headers = {
-        "ETag": etag,
-        "Content-Disposition": f'attachment; filename="{adapter_id}-v{number}.zip"',
-    }
-    if etag_matches(request, etag):
-        return Response(status_code=304, headers=headers)
-    blob = request.app.state.blob_cache.get(store, version.blob_sha256)
-    return Response(peft_zip(blob), media_type="application/zip", headers=headers)
 
 
 def _alias_out(session, tenant_id: str, adapter_id: str, alias, response: Response) -> AliasOut:

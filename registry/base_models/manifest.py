@@ -54,6 +54,18 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+def path_inside(directory: Path, relative: str) -> Path:
+    """Where a manifest path lands under `directory`: Invalid when it could leave it, by its
+    text or through a symlink already there."""
+    path = directory / check_relative_path(relative)
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise Invalid(
+            f"file path {relative[:100]!r} leaves the folder {directory}",
+            details=[{"field": "files.path", "message": "leaves the folder"}],
+        )
+    return path
+
+
 def manifest_hash(weights_hash: str, files: Iterable[ModelFile]) -> str:
     """`sha256:<hex>` over the tensor hash and every file (see the module docstring)."""
     digest = hashlib.sha256(f"{MANIFEST_FORMAT}\n{weights_hash}\n".encode())

@@ -6,8 +6,10 @@ import secrets
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 
 from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
+from registry.api.etags import etag_matches
 from registry.api.pagination import (
     DEFAULT_LIMIT,
     ByCreatedAt,
@@ -20,6 +22,7 @@ from registry.api.pagination import (
 )
 from registry.api.streaming import body_chunks
 from registry.base_models import service, uploads
+from registry.base_models.reader import BaseModelMismatch, ModelSpec, open_model_file, verified
 from registry.base_models.schemas import (
     BaseModelIn,
     BaseModelOut,
@@ -168,6 +171,44 @@ def get_base_model(base_model_id: str, principal: ReadDep, session: SessionDep) 
     """One base model with its targetable layers."""
     return BaseModelOut.model_validate(
         service.get_base_model(session, principal.tenant_id, base_model_id)
+    )
+
+
+@router.get(
+    "/{base_model_id}/files/{path:path}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, 304: {}, 404: {}, 409: {}},
+)
+def download_base_model_file(
+    base_model_id: str,
+    path: str,
+    request: Request,
+    principal: ReadDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    """One file of the base model's manifest, streamed from the store or the model's allowed
+    source and checked against its sha256 as it goes (ETag = the sha256; If-None-Match →
+    304). Only manifest paths exist here: anything else is 404."""
+    with session_scope(request.app.state.session_factory) as session:
+        spec = ModelSpec.of(service.get_base_model(session, principal.tenant_id, base_model_id))
+    file = next((f for f in spec.files if f.path == path), None)
+    if file is None:
+        raise NotFound(
+            f"base model {base_model_id} has no file {path[:200]!r} in its manifest: "
+            f"GET /v1/base-models/{base_model_id} lists its files",
+            code="file_not_found",
+        )
+    etag = f'"{file.sha256}"'
+    headers = {"ETag": etag, "Content-Length": str(file.size)}
+    if etag_matches(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    try:
+        chunks = open_model_file(spec, file, settings, store)
+    except BaseModelMismatch as exc:
+        raise Conflict(str(exc), code="base_model_files_unavailable") from exc
+    return StreamingResponse(
+        verified(chunks, spec, file), media_type="application/octet-stream", headers=headers
     )
 
 

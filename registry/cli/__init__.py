@@ -14,6 +14,7 @@ from registry.cli import (  # noqa: F401  (commands)
     erasure,
     jobs,
     local,
+    model_download,
     quotas,
     remote,
     serve_model,

@@ -212,9 +212,24 @@ def adapters_history(
 )
 @click.option(
     "--peft",
+    "--folder",
     "peft_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write a PEFT folder (adapter_config.json + weights) here instead.",
+    help="Write a folder other servers load here instead (see --format).",
+)
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["vera", "lora", "merged"]),
+    default="vera",
+    show_default=True,
+    help="With --peft: PEFT VeRA, LoRA (vLLM, LoRAX) or the base model with it merged in.",
+)
+@click.option("--rank", type=click.IntRange(min=1), help="--format lora: truncate to rank k (SVD).")
+@click.option(
+    "--base-model-path",
+    help="base_model_name_or_path to write [default: a local copy of the base model, "
+    "downloaded when needed].",
 )
 @remote_command
 def adapters_download(
@@ -226,8 +241,14 @@ def adapters_download(
     alias: str,
     path: Path | None,
     peft_dir: Path | None,
+    export_format: str,
+    rank: int | None,
+    base_model_path: str | None,
 ) -> None:
-    """Download a version's vectors (sha256-checked), or a PEFT-loadable folder."""
+    """Download a version's vectors (sha256-checked), or a folder PEFT, vLLM, LoRAX or
+    transformers load (--peft DIR --format vera|lora|merged)."""
+    if peft_dir is None and (export_format != "vera" or rank or base_model_path):
+        raise click.UsageError("--format, --rank and --base-model-path need --peft DIR")
     client = remote.client
     ident = adapter_id(remote, adapter, user, name)
     row = client.get_adapter(ident)
@@ -235,7 +256,7 @@ def adapters_download(
     version = client.get_version(ident, number)
     result = {"adapter_id": ident, "version": number, "sha256": version["blob_sha256"]}
     if peft_dir is not None:
-        client.export_peft(ident, number, peft_dir)
+        client.export_peft(ident, number, peft_dir, export_format, rank, base_model_path)
         files = sorted(p for p in peft_dir.iterdir() if p.is_file())
         result.update(path=str(peft_dir), files={p.name: p.stat().st_size for p in files})
     else:

@@ -17,16 +17,11 @@ registry's `{"error": {...}}` body.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
-import tempfile
 import time
 import uuid
-import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -37,6 +32,8 @@ from pydantic import ConfigDict
 from registry.adapters.schemas import AliasEventOut, BaseModelRef, Manifest, ProjectionRef
 from registry.base_models.schemas import PRESIGNED_PUT_MAX_BYTES
 from registry.client.audit import AuditClient
+from registry.client.common import ClientError, IntegrityError, _atomic_write, _segment
+from registry.client.exports import ExportsMixin
 from registry.client.metadata import MetadataMixin
 
 __all__ = [
@@ -53,61 +50,12 @@ __all__ = [
 WRITES_REMEMBERED = 10_000  # aliases whose last own write a client keeps reading back
 
 
-class ClientError(Exception):
-    """An error answer (or a transport failure after all retries, status 0)."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> ClientError:
-        try:
-            error = response.json()["error"]
-            return cls(response.status_code, error["code"], error["message"], error.get("details"))
-        except (ValueError, KeyError, TypeError):
-            text = response.text[:500] if response.content else response.reason_phrase
-            return cls(response.status_code, f"http_{response.status_code}", text)
-
-
-class IntegrityError(ClientError):
-    """Downloaded bytes do not hash to the sha256 the registry promised."""
-
-    def __init__(self, expected: str, actual: str) -> None:
-        super().__init__(0, "sha256_mismatch", f"expected sha256 {expected}, got {actual}")
-        self.expected, self.actual = expected, actual
-
-
 class FeedEvent(AliasEventOut):
     """One event from /v1/feed: an alias move (kind "set" for a publish, or "rollback") or
     a deletion ("version_deleted", "adapter_deleted", "user_deleted" with `adapter_ids`):
     the server's own schema, read-only here."""
 
     model_config = ConfigDict(frozen=True)
-
-
-def _segment(value: str) -> str:
-    """One URL path segment, percent-encoded whole, so an id can never make another path
-    (`/`, `?`, `#`, `%`, and the `.`/`..` segments that URL normalizing would remove)."""
-    text = quote(value, safe="")
-    return text.replace(".", "%2E") if text in (".", "..") else text
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # Failures that happen before a byte of the request was sent: always safe to retry.
@@ -148,7 +96,7 @@ class _FileChunks:
                     self.progress(len(chunk))
 
 
-class RegistryClient(MetadataMixin, AuditClient):
+class RegistryClient(MetadataMixin, AuditClient, ExportsMixin):
     """Sync client. Pass `http=` an existing httpx.Client (e.g. FastAPI's TestClient) or
     `transport=` an httpx transport; otherwise one is made for `base_url`."""
 
@@ -200,11 +148,13 @@ class RegistryClient(MetadataMixin, AuditClient):
         ok: tuple[int, ...] = (),
         timeout: float | None = None,
         idempotent: bool | None = None,
+        stream: bool = False,
         **kwargs: Any,
     ) -> httpx.Response:
         """One call with retries on connection errors and 5xx where `may_retry` allows (or
         `idempotent` says, for a request the route makes safe to repeat); raises ClientError
-        on 4xx, and on a failure it may not retry."""
+        on 4xx, and on a failure it may not retry. `stream`: the body is left unread (the
+        caller iterates and closes the response); error bodies are still read."""
         headers = {**self.headers, **(kwargs.pop("headers", None) or {})}
         retriable = may_retry(method, headers) if idempotent is None else idempotent
         attempt = 0
@@ -212,13 +162,16 @@ class RegistryClient(MetadataMixin, AuditClient):
             try:
                 if self._owns_http:  # a caller's client keeps its own timeouts
                     kwargs["timeout"] = timeout if timeout is not None else self.timeout
-                response = self.http.request(method, path, headers=headers, **kwargs)
+                response = self._send(method, path, headers, stream, kwargs)
             except httpx.TransportError as exc:
                 if attempt >= self.retries or not (retriable or isinstance(exc, NOT_SENT)):
                     raise self._transport_error(exc, retriable) from exc
             else:
                 if response.status_code < 400 or response.status_code in ok:
                     return response
+                if stream:
+                    response.read()  # an error body is small, and from_response reads it
+                    response.close()
                 if response.status_code == 429 and attempt < self.retries:
                     # Refused before anything ran (rate limit): any method may go again.
                     self._sleep(min(self.max_backoff, _retry_after(response)))
@@ -228,6 +181,16 @@ class RegistryClient(MetadataMixin, AuditClient):
                     raise ClientError.from_response(response)
             self._sleep(min(self.max_backoff, self.backoff * 2**attempt))
             attempt += 1
+
+    def _send(
+        self, method: str, path: str, headers: dict, stream: bool, kwargs: dict
+    ) -> httpx.Response:
+        if not stream:
+            return self.http.request(method, path, headers=headers, **kwargs)
+        args = {k: v for k, v in kwargs.items() if k != "follow_redirects"}
+        request = self.http.build_request(method, path, headers=headers, **args)
+        follow = kwargs.get("follow_redirects", False)
+        return self.http.send(request, stream=True, follow_redirects=follow)
 
     def _transport_error(self, exc: httpx.TransportError, retriable: bool) -> ClientError:
         where = self.base_url or "the registry"
@@ -318,21 +281,6 @@ class RegistryClient(MetadataMixin, AuditClient):
         if path is not None:
             _atomic_write(path, data)
         return data
-
-    def export_peft(self, adapter_id: str, version: int, directory: str | Path) -> Path:
-        """Unzip the version's PEFT directory (adapter_config.json + safetensors)."""
-        data = self.request(
-            "GET", f"/v1/adapters/{_segment(adapter_id)}/versions/{version}/peft"
-        ).content
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for member in archive.infolist():
-                target = (directory / member.filename).resolve()
-                if not target.is_relative_to(directory.resolve()):
-                    raise ClientError(0, "bad_zip", f"zip member escapes: {member.filename}")
-            archive.extractall(directory)
-        return directory
 
     # -- feed -----------------------------------------------------------------------------
 

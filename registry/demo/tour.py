@@ -237,7 +237,12 @@ class Tour:
             self.out.print(
                 f"  {path.name}: {len(blob):,} bytes, sha256 {manifest.blob_sha256[:12]}…"
             )
-        peft_dir = self.client.export_peft(self.adapters["alice"], 1, self.workdir / "alice-peft")
+        peft_dir = self.client.export_peft(
+            self.adapters["alice"],
+            1,
+            self.workdir / "alice-peft",
+            base_model_name_or_path=str(minilm_path()),  # the folder it registered
+        )
         files = ", ".join(f"{p.name} ({p.stat().st_size:,} B)" for p in sorted(peft_dir.iterdir()))
         self.out.print(f"  {peft_dir.name}/: {files}")
         diff = self._peft_matches(peft_dir)

@@ -32,6 +32,7 @@ def _world(client, app, tenant):
         "user_id": "bob",
         "key_id": key["id"],
         "sha256": base["files"][0]["sha256"],
+        "path": base["files"][0]["path"],
         "webhook_id": webhook["id"],
         "delivery_id": delivery["id"],
     }

@@ -52,6 +52,11 @@ def test_register_uploads_the_folder_and_again_sends_nothing(cli, tiny_bert, app
     again = cli("base-models", "register", str(tiny_bert), "--no-projection")
     assert "uploading 3 files (3 already there)" in again.output  # the bar, on stderr
     assert cli.json("base-models", "list")[0]["id"] == model["id"]
+    copy = tiny_bert.parent / "copy"
+    done = cli.json("base-models", "download", model["id"], str(copy))
+    assert done["files"] == 3
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        assert (copy / name).read_bytes() == (tiny_bert / name).read_bytes()
 
 
 def test_register_from_an_allowed_source_or_not_at_all(cli, tiny_bert, app):

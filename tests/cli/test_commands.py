@@ -160,8 +160,22 @@ def test_adapters_download_blob_and_peft_folder(cli, adapter, tmp_path):
     assert info["sha256"] == hashlib.sha256(blobs[2]).hexdigest()
     assert target.read_bytes() == blobs[2]
     folder = tmp_path / "peft"
-    cli("adapters", "download", adapter_id, "--version", "1", "--peft", str(folder))
-    assert json.loads((folder / "adapter_config.json").read_text())["peft_type"] == "VERA"
+    base = str(tmp_path)
+    cli(
+        "adapters",
+        "download",
+        adapter_id,
+        "--version",
+        "1",
+        "--peft",
+        str(folder),
+        "--base-model-path",
+        base,
+    )
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["peft_type"] == "VERA" and config["base_model_name_or_path"] == base
+    result = cli("adapters", "download", adapter_id, "--format", "lora", ok=False)
+    assert result.exit_code == 2 and "--peft" in result.output
     assert (folder / "adapter_model.safetensors").stat().st_size > 0
 
 

@@ -159,8 +159,11 @@ def test_feed_long_poll_returns_empty_after_wait(registry):
 def test_export_peft_and_listing_wrappers(app, registry, tmp_path):
     config = {"peft_type": "VERA", "r": 2, "target_modules": ["layer"], "task_type": "SEQ_CLS"}
     adapter_id = _published(app, registry, [safetensors_blob([1.0, 2.0], config)])
-    out = registry.export_peft(adapter_id, 1, tmp_path / "peft")
-    assert json.loads((out / "adapter_config.json").read_text())["peft_type"] == "VERA"
+    out = registry.export_peft(
+        adapter_id, 1, tmp_path / "peft", base_model_name_or_path=str(tmp_path)
+    )
+    exported = json.loads((out / "adapter_config.json").read_text())
+    assert exported["peft_type"] == "VERA"
     assert (out / "adapter_model.safetensors").stat().st_size > 0
     assert [a["id"] for a in registry.list_adapters("alice")] == [adapter_id]
     assert [v["number"] for v in registry.list_versions(adapter_id)] == [1]
