@@ -44,21 +44,16 @@ class LoadedModel:
 
 
 def model_folder(client: RegistryClient, base: dict, model_path: str | Path | None, cache_dir):
-    """The base model's files: `model_path`, or downloaded into the cache (C3)."""
+    """The base model's files: `model_path`, or downloaded from the registry into the cache
+    (verified file by file; intact files are not fetched again)."""
     if model_path is not None:
         path = Path(model_path)
         if not (path / "config.json").is_file():
             raise ServeSetupError(f"--model-path {path} holds no config.json: not a model folder")
         return path
-    download = getattr(client, "download_base_model", None)
-    if download is None:
-        raise ServeSetupError(
-            "this version of the client cannot download base model files: pass --model-path "
-            "DIR (the folder the base model was registered from)"
-        )
     if cache_dir is None:
         raise ServeSetupError("downloading the base model needs --cache-dir (or --model-path)")
-    return Path(download(base["id"], Path(cache_dir) / "models" / base["id"]))
+    return Path(client.download_base_model(base["id"], Path(cache_dir) / "models" / base["id"]))
 
 
 def feed_head(client: RegistryClient) -> tuple[int, list[tuple[str, str]]]:

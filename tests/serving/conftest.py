@@ -105,13 +105,16 @@ def registry_live(tmp_path_factory):
     app.state.engine.dispose()
 
 
-def serve(rc: RegistryClient, base_id: str, folder: Path, cache: Path, **options):
-    """The inference server for `base_id` in a live uvicorn (stop() it)."""
+def serve(rc: RegistryClient, base_id: str, folder: Path | None, cache: Path, **options):
+    """The inference server for `base_id` in a live uvicorn (stop() it); without `folder`
+    it downloads the base model from the registry, as `serve-model` does by default."""
     from registry.serving.app import ServeOptions, create_serving_app
     from registry.serving.model import load_model
 
     client = RegistryClient(rc.base_url, rc.tenant.keys["read"], cache_dir=cache)
-    loaded = load_model(client, base_id, model_path=folder)
+    loaded = load_model(client, base_id, model_path=folder, cache_dir=cache)
+    if folder is None:
+        assert (cache / "models" / base_id / "config.json").is_file()
     options.setdefault("feed_wait_s", 1.0)  # the registry's shutdown waits on a long-poll
     app = create_serving_app(loaded, client, ServeOptions(**options))
     live = Live(app)

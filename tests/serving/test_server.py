@@ -29,9 +29,8 @@ def llama(registry_live, tmp_path_factory):
     publisher = Publisher(app, rc, folder, config)
     for index, user in enumerate(USERS):
         publisher.add_version(user, seed=100 + index)
-    server = serve(
-        rc, publisher.base["id"], folder, tmp_path_factory.mktemp("cache"), max_wait_ms=30
-    )
+    # No folder: the server downloads the base model's files from the registry.
+    server = serve(rc, publisher.base["id"], None, tmp_path_factory.mktemp("cache"), max_wait_ms=30)
     http = httpx.Client(base_url=server.url, headers=rc.tenant.auth("read"), timeout=120)
     yield publisher, server, http, other
     http.close()
