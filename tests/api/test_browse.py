@@ -21,9 +21,7 @@ def test_aliases_list_by_name_with_version_and_generation(client, app, tenant, o
         ("canary", 2, 1),
     ]
     rest = client.get(url, params={"cursor": first["next_cursor"]}, headers=auth).json()
-    assert [(a["alias"], a["version"], a["generation"]) for a in rest["items"]] == [
-        ("live", 3, 2)
-    ]
+    assert [(a["alias"], a["version"], a["generation"]) for a in rest["items"]] == [("live", 3, 2)]
     assert rest["next_cursor"] is None and rest["items"][0]["updated_at"]
 
     foreign = client.get(url, headers=other_tenant.auth("admin"))
