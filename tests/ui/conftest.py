@@ -22,8 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from registry.adapters import service as adapters
 from registry.db import make_engine, make_sessionmaker, session_scope
+from registry.storage import LocalBlobStore
 from tests import factories
+from tests.api import helpers
 from tests.api.live_api import LiveApi
 from tests.pgdb import temporary_database
 
@@ -63,6 +66,7 @@ class LiveRegistry:
 
     url: str
     database_url: str
+    blobs: Path
     tenant_id: str
     tenant_name: str
     keys: dict[str, str]  # scope → key: "admin", "train", "read"
@@ -78,6 +82,22 @@ class LiveRegistry:
                 yield session
         finally:
             engine.dispose()
+
+    def adapter(self, user_id: str, metrics: list[dict], tenant_id: str | None = None) -> str:
+        """An adapter of `user_id` with a version per entry of `metrics` (real blobs)."""
+        store = LocalBlobStore(self.blobs, 2**30)
+        with self.session() as session:
+            row = factories.adapter(session, tenant_id or self.tenant_id, user_id=user_id)
+            for number, version_metrics in enumerate(metrics, 1):
+                info = store.put(helpers.safetensors_blob([float(number), 1.0]))
+                adapters.create_version(
+                    session,
+                    row,
+                    blob_sha256=info.sha256,
+                    size_bytes=info.size,
+                    metrics=version_metrics,
+                )
+            return row.id
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +121,7 @@ def live_registry(tmp_path_factory) -> Iterator[LiveRegistry]:
             yield LiveRegistry(
                 url=f"http://127.0.0.1:{api.port}",
                 database_url=database_url,
+                blobs=api.blobs,
                 tenant_id=ids[0],
                 tenant_name=ids[1],
                 keys=keys,
@@ -134,8 +155,16 @@ def expect_console_error(console_errors) -> Callable[[str], None]:
     return lambda pattern: console_errors.expected.append(re.compile(pattern))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Remember each phase's outcome on the test, for the `page` fixture's screenshot."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(chromium, live_registry, console_errors):
+def page(request, chromium, live_registry, console_errors):
     """A page in a fresh context (sessionStorage empty); fails on unexpected console errors."""
     context = chromium.new_context(
         base_url=live_registry.url, viewport={"width": 1280, "height": 800}
@@ -144,11 +173,18 @@ def page(chromium, live_registry, console_errors):
     page = context.new_page()
     page.on(
         "console",
-        lambda message: message.type == "error" and console_errors.seen.append(message.text),
+        lambda message: (
+            message.type == "error"
+            # A failed request's message does not name the URL; its location does.
+            and console_errors.seen.append(f"{message.text} ({message.location.get('url')})")
+        ),
     )
     page.on("pageerror", lambda error: console_errors.seen.append(f"uncaught: {error}"))
     try:
         yield page
+        failed = getattr(request.node, "report_call", None)
+        if failed is not None and failed.failed:
+            screenshot(page, f"FAILED-{request.node.name}")
     finally:
         context.close()
     assert not console_errors.unexpected(), f"console errors: {console_errors.unexpected()}"

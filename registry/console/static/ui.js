@@ -33,9 +33,10 @@ function append(node, children) {
 
 /**
  * A table in a scrollable region (wide tables scroll inside it, never the page).
- * columns: [{label, value: row => node | text, class?}]; options: {caption, empty}.
+ * columns: [{label, value: row => node | text, class?}]; options: {caption, hideCaption
+ * (for screen readers only, where a heading already says it), empty}.
  */
-export function table(columns, rows, { caption, empty = "Nothing here yet." } = {}) {
+export function table(columns, rows, { caption, hideCaption = false, empty = "Nothing here yet." } = {}) {
   if (!rows.length) return el("p", { class: "muted empty" }, empty);
   const head = el("tr", {}, columns.map((c) => el("th", { scope: "col", class: c.class }, c.label)));
   const body = rows.map((row) =>
@@ -45,7 +46,7 @@ export function table(columns, rows, { caption, empty = "Nothing here yet." } = 
   return el(
     "div",
     { class: "table-wrap", role: "region", "aria-label": label, tabindex: "0" },
-    el("table", {}, caption ? el("caption", {}, caption) : null, el("thead", {}, head),
+    el("table", {}, caption ? el("caption", { class: hideCaption ? "visually-hidden" : null }, caption) : null, el("thead", {}, head),
       el("tbody", {}, body)),
   );
 }
