@@ -114,7 +114,7 @@ function historyTable(page, alias, events) {
         { label: "Reason", value: (e) => e.reason || "" },
       ],
       [...events].reverse(),
-      { caption: `History of ${alias}, newest first` },
+      { caption: `History of ${alias}, newest first`, hideCaption: true },
     ),
   ];
 }
