@@ -71,6 +71,7 @@ def test_find_a_user_and_their_adapters(page, live_registry):
     live_registry.adapter("other-carl", METRICS[:1])
     with _api(live_registry) as api:
         api.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 2}).raise_for_status()
+        api.patch(f"/v1/adapters/{adapter_id}", json={"tags": ["find-tag"]}).raise_for_status()
 
     _open(page, live_registry, "#/users")
     page.get_by_label("User id starts with").fill("find-")
@@ -81,6 +82,10 @@ def test_find_a_user_and_their_adapters(page, live_registry):
     assert "live v2" in users.get_by_role("row").filter(has_text="find-ada").inner_text()
     screenshot(page, "users")
 
+    page.get_by_label("Adapter tag").fill("find-tag")
+    page.get_by_role("button", name="Search").click()
+    expect(users.get_by_role("link", name="find-bob")).to_have_count(0)
+    assert page.url.endswith("#/users?user_id_prefix=find-&tag=find-tag")
     users.get_by_role("link", name="find-ada").click()
     page.get_by_role("heading", name="User find-ada").wait_for()
     row = page.get_by_role("region", name="Adapters of find-ada").get_by_role("row").nth(1)
