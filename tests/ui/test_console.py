@@ -139,6 +139,11 @@ def test_publish_then_roll_back_with_history_feed_and_download(page, live_regist
     versions = page.get_by_role("region", name="Versions, newest first")
     sha = versions.get_by_role("row").filter(has_text="v1").locator("code[title]").first
     assert hashlib.sha256(data).hexdigest() == sha.get_attribute("title")
+    metrics = page.locator(".chart")
+    if (STATIC / "charts.js").exists():
+        expect(metrics.locator("svg[role=img]")).to_have_count(1)
+    else:
+        expect(metrics.get_by_role("row")).to_have_count(1 + len(METRICS))
     screenshot(page, "adapter")
 
 
