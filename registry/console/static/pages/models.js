@@ -113,7 +113,7 @@ export async function render(root, params, ctx) {
       shown += page.items.length;
       cursor = page.next_cursor;
       more.hidden = !cursor;
-      status.textContent = shown ? "" : "No base models registered yet (vera-registry register-model).";
+      status.textContent = shown ? "" : "No base models registered yet (vera-registry base-models register).";
     } catch (err) {
       status.replaceChildren(errorBox(err));
     } finally {
