@@ -82,7 +82,7 @@ function summary(spec, series, xs, ys) {
     .map((s) => `${s.name} ${formatNumber(s.points[s.points.length - 1][1])}`)
     .join(", ");
   return (
-    `${title}: ${total} points in ${series.filter((s) => s.points.length).length} series (${names}); ` +
+    `${title}: ${total} point${total === 1 ? "" : "s"} in ${series.filter((s) => s.points.length).length} series (${names}); ` +
     `${spec.xLabel || "x"} ${range(xs)}, ${spec.yLabel || "y"} ${range(ys)}; latest: ${last}.`
   );
 }
