@@ -7,11 +7,13 @@ const HEIGHT = 220;
 const MARGIN = { top: 12, right: 14, bottom: 38, left: 54 };
 const MAX_MARKERS = 60; // beyond this, dots would cover the line
 const COLORS = ["#2563eb", "#d9480f", "#2b8a3e", "#9c36b5", "#c2255c", "#0b7285"];
-// Visually hidden yet read by screen readers (the usual clip pattern); inline so that the
-// chart needs no stylesheet of its own.
-const HIDDEN =
-  "position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;" +
-  "clip:rect(0,0,0,0);white-space:nowrap;border:0";
+// Visually hidden yet read by screen readers (the usual clip pattern). Styles go through
+// CSSOM (node.style), which the console's CSP allows, never a style attribute, which it
+// refuses; so the chart needs no stylesheet of its own.
+const HIDDEN = {
+  position: "absolute", width: "1px", height: "1px", padding: "0", margin: "-1px",
+  overflow: "hidden", clip: "rect(0,0,0,0)", whiteSpace: "nowrap", border: "0",
+};
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);
@@ -20,10 +22,11 @@ function svg(tag, attrs = {}, text) {
   return node;
 }
 
-function html(tag, attrs = {}, text) {
+function html(tag, attrs = {}, text, style = {}) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
   if (text !== undefined) node.textContent = text;
+  Object.assign(node.style, style);
   return node;
 }
 
@@ -163,10 +166,11 @@ function renderLegend(legend, series) {
   legend.replaceChildren();
   legend.hidden = series.length < 2;
   series.forEach((s, index) => {
-    const item = html("li", { style: "display:inline-flex;align-items:center;gap:.3em;margin-right:1em" });
-    const swatch = html("span", {
-      "aria-hidden": "true",
-      style: `display:inline-block;width:1em;height:.25em;background:${COLORS[index % COLORS.length]}`,
+    const item = html("li", {}, undefined, {
+      display: "inline-flex", alignItems: "center", gap: ".3em", marginRight: "1em",
+    });
+    const swatch = html("span", { "aria-hidden": "true" }, undefined, {
+      display: "inline-block", width: "1em", height: ".25em", background: COLORS[index % COLORS.length],
     });
     item.append(swatch, document.createTextNode(s.name));
     legend.append(item);
@@ -203,12 +207,16 @@ function draw(figure) {
 }
 
 function build(container) {
-  const figure = html("figure", { class: "chart", style: "margin:0;position:relative;min-width:0" });
-  const heading = html("figcaption", { class: "chart-title", "aria-hidden": "true" });
-  const legend = html("ul", { class: "chart-legend", style: "list-style:none;margin:0;padding:0;font-size:.85em" });
-  const svgNode = svg("svg", { role: "img", width: "100%", preserveAspectRatio: "xMidYMid meet",
-    style: "display:block;max-width:100%;height:auto;overflow:visible" });
-  const table = html("table", { class: "chart-data", style: HIDDEN });
+  const figure = html("figure", { class: "chart" }, undefined, { position: "relative", minWidth: "0" });
+  const heading = html("figcaption", { class: "chart-title", "aria-hidden": "true" }, undefined, {
+    fontWeight: "600",
+  });
+  const legend = html("ul", { class: "chart-legend" }, undefined, {
+    listStyle: "none", margin: "0", padding: "0", fontSize: ".85em",
+  });
+  const svgNode = svg("svg", { role: "img", width: "100%", preserveAspectRatio: "xMidYMid meet" });
+  Object.assign(svgNode.style, { display: "block", maxWidth: "100%", height: "auto", overflow: "visible" });
+  const table = html("table", { class: "chart-data" }, undefined, HIDDEN);
   figure.append(heading, legend, svgNode, table);
   container.append(figure);
   figure._chart = { heading, legend, svgNode, table, spec: null, width: 0 };

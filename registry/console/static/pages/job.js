@@ -2,29 +2,33 @@
 // progress bar, ETA, loss per step, failure reason, the version it made, cancel.
 
 import { lineChart } from "../charts.js";
-import { confirmDialog, el, errorBox, formatTime, notify } from "../ui.js";
+import { confirmDialog, el, errorBox, notify, pageTitle, timeEl } from "../ui.js";
 import { followJob } from "./job-events.js";
-import { TERMINAL, formatDuration, percent, setState, stateBadge, useJobsStylesheet } from "./jobs-common.js";
-
-function detail(list, term, value) {
-  list.append(el("dt", {}, term), el("dd", {}, value ?? ""));
-}
+import {
+  TERMINAL,
+  fact as detail,
+  formatDuration,
+  percent,
+  setState,
+  stateBadge,
+  useJobsStylesheet,
+} from "./jobs-common.js";
 
 function link(href, text) {
   return el("a", { href }, text);
 }
 
 function detailsList(job) {
-  const list = el("dl", { class: "job-details" });
+  const list = el("dl", { class: "facts" });
   detail(list, "User", link(`#/users/${encodeURIComponent(job.user_id)}`, job.user_id));
   detail(list, "Adapter", link(`#/adapters/${encodeURIComponent(job.adapter_id)}`, job.adapter_id));
   detail(list, "Base model", link("#/models", job.base_model_id));
   detail(list, "Projection", job.projection_id);
   detail(list, "Dataset", job.dataset_id);
   detail(list, "Publish", job.publish ? "yes (moves live)" : "no");
-  detail(list, "Submitted", formatTime(job.created_at));
-  detail(list, "Started", job.started_at ? formatTime(job.started_at) : "not yet");
-  detail(list, "Finished", job.finished_at ? formatTime(job.finished_at) : "not yet");
+  detail(list, "Submitted", timeEl(job.created_at));
+  detail(list, "Started", job.started_at ? timeEl(job.started_at) : "not yet");
+  detail(list, "Finished", job.finished_at ? timeEl(job.finished_at) : "not yet");
   detail(list, "Attempts", String(job.attempts));
   const hyper = Object.entries(job.hyperparameters || {})
     .filter(([, value]) => value !== null)
@@ -38,8 +42,8 @@ function detailsList(job) {
 async function findVersion(api, job) {
   let cursor = null;
   for (let pages = 0; pages < 20; pages++) {
-    const query = cursor ? { limit: 500, cursor } : { limit: 500 };
-    const page = await api.get(`/v1/adapters/${encodeURIComponent(job.adapter_id)}/versions`, query);
+    const path = `/v1/adapters/${encodeURIComponent(job.adapter_id)}/versions`;
+    const page = await api.get(path, { limit: 500, cursor });
     const found = page.items.find((version) => version.job_id === job.id);
     if (found || !page.next_cursor) return found || null;
     cursor = page.next_cursor;
@@ -54,9 +58,9 @@ function buildView(job, ctx) {
     badge,
     bar,
     text: el("p", { id: "job-progress-text", class: "job-progress-text" }),
-    failure: el("div", { class: "job-failure", role: "alert", hidden: "" }),
-    result: el("p", { class: "job-result", hidden: "" }),
-    cancel: el("button", { type: "button", class: "danger", hidden: "" }, "Cancel job"),
+    failure: el("div", { class: "job-failure" }),
+    result: el("p", { class: "job-result", hidden: true }),
+    cancel: el("button", { type: "button", class: "btn danger", hidden: true }, "Cancel job"),
     chart: el("div", { class: "job-chart" }),
     metrics: el("div", { class: "job-metrics" }),
     log: el("ol", { class: "job-log", "aria-label": "Job events" }),
@@ -67,12 +71,12 @@ function buildView(job, ctx) {
     job,
   };
   view.root = [
-    el("h1", {}, "Job ", el("span", { class: "hash" }, job.id)),
+    pageTitle("Job ", el("span", { class: "hash" }, job.id)),
     el("p", { class: "job-state" }, "State: ", el("span", { "aria-live": "polite" }, badge)),
     el("div", { class: "job-progress" }, el("label", { for: "job-progress" }, "Training progress"), bar, view.text),
     view.failure,
     view.result,
-    ctx.can("train") ? view.cancel : el("span", {}),
+    ctx.can("train") ? el("div", { class: "actions" }, view.cancel) : null,
     view.connection,
     el("h2", {}, "Loss per step"),
     view.chart,
@@ -93,6 +97,7 @@ function showProgress(view, { step, total, eta }) {
   let text = total ? `Step ${step} of ${total} (${percent(fraction)})` : percent(fraction);
   if (job.state === "running" && eta !== null && eta !== undefined) text += ` · about ${formatDuration(eta)} left`;
   if (job.state === "queued") text += " · waiting for a worker";
+  if (job.cancel_requested_at && !TERMINAL.has(job.state)) text += " · cancellation requested";
   view.text.textContent = text;
 }
 
@@ -100,12 +105,9 @@ function showState(view, ctx) {
   const job = view.job;
   setState(view.badge, job.state);
   view.cancel.hidden = !ctx.can("train") || TERMINAL.has(job.state) || Boolean(job.cancel_requested_at);
-  if (job.state === "failed" && (job.error_message || job.error_code)) {
-    view.failure.hidden = false;
-    view.failure.replaceChildren(
-      el("strong", {}, `Failed${job.error_code ? ` (${job.error_code})` : ""}: `),
-      job.error_message || "no message recorded",
-    );
+  if (job.state === "failed") {
+    const message = `The job failed: ${job.error_message || "no reason recorded"}`;
+    view.failure.replaceChildren(errorBox({ message, code: job.error_code }));
   }
 }
 
@@ -122,7 +124,7 @@ function scheduleChart(view) {
 function showMetrics(view, metrics) {
   const rows = Object.entries(metrics).filter(([, value]) => typeof value === "number" || typeof value === "string");
   if (!rows.length) return;
-  const list = el("dl", { class: "job-details" });
+  const list = el("dl", { class: "facts" });
   for (const [name, value] of rows) detail(list, name, String(value));
   view.metrics.replaceChildren(el("h2", {}, "Final metrics"), list);
 }
@@ -137,7 +139,7 @@ function logLine(view, event) {
   } else if (event.kind === "metrics") {
     text = "final metrics recorded";
   }
-  view.log.append(el("li", {}, el("time", { datetime: event.created_at }, formatTime(event.created_at)), " ", text));
+  view.log.append(el("li", {}, timeEl(event.created_at), " ", text));
 }
 
 async function showResult(view, ctx) {
@@ -181,6 +183,7 @@ async function cancelJob(view, ctx) {
   try {
     view.job = await ctx.api.send("POST", `/v1/jobs/${encodeURIComponent(view.job.id)}/cancel`);
     showState(view, ctx);
+    showProgress(view, { step: view.job.step, total: view.job.total_steps, eta: null });
     notify(view.job.state === "cancelled" ? "Job cancelled." : "Cancellation requested: the job stops at its next step.", "success");
   } catch (err) {
     notify(err.message || String(err), "error");
@@ -195,17 +198,17 @@ export async function render(root, params, ctx) {
   try {
     job = await ctx.api.get(`/v1/jobs/${encodeURIComponent(params.job_id ?? params.id)}`);
   } catch (err) {
-    root.replaceChildren(el("h1", {}, "Job"), errorBox(err));
+    root.replaceChildren(pageTitle("Job"), errorBox(err));
     return undefined;
   }
   const view = buildView(job, ctx);
-  root.replaceChildren(...view.root);
+  root.replaceChildren(...view.root.filter(Boolean));
   showState(view, ctx);
   showProgress(view, { step: job.step, total: job.total_steps, eta: null });
   scheduleChart(view);
   view.cancel.addEventListener("click", () => cancelJob(view, ctx));
   const controller = new AbortController();
-  followJob(ctx.api, job.id, {
+  const following = followJob(ctx.api, job.id, {
     signal: controller.signal,
     onEvent: (event) => onEvent(view, ctx, event),
     onStatus: (text) => { view.connection.textContent = text; },
@@ -217,5 +220,9 @@ export async function render(root, params, ctx) {
       view.details.replaceChildren(detailsList(view.job));
     },
   });
-  return () => controller.abort();
+  following.catch((err) => view.connection.replaceChildren(errorBox(err)));
+  return () => {
+    controller.abort();
+    cancelAnimationFrame(view.chartFrame);
+  };
 }

@@ -1,5 +1,7 @@
 // What the jobs, job and models pages share: their stylesheet, state badges, durations.
 
+import { el } from "../ui.js";
+
 export const JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -21,7 +23,8 @@ export function stateBadge(state) {
 }
 
 export function setState(badge, state) {
-  badge.className = `job-state-badge job-state-${JOB_STATES.includes(state) ? state : "other"}`;
+  // The console's .badge.state-* colours (style.css).
+  badge.className = `badge state-${JOB_STATES.includes(state) ? state : "other"}`;
   badge.textContent = state;
 }
 
@@ -39,4 +42,9 @@ export function formatDuration(seconds) {
 
 export function percent(fraction) {
   return `${Math.round(Math.max(0, Math.min(1, fraction || 0)) * 100)}%`;
+}
+
+/** One term and its value in a <dl class="facts">. */
+export function fact(list, term, value) {
+  list.append(el("dt", {}, term), el("dd", {}, value ?? ""));
 }
