@@ -177,7 +177,10 @@ function onEvent(view, ctx, event) {
 }
 
 async function cancelJob(view, ctx) {
-  const ok = await confirmDialog(`Cancel job ${view.job.id}? A queued job stops at once; a running one at its next training step.`);
+  const ok = await confirmDialog(
+    `Cancel job ${view.job.id}? A queued job stops at once; a running one at its next training step.`,
+    { title: "Cancel this job?", confirmLabel: "Yes, cancel the job" },
+  );
   if (!ok) return;
   view.cancel.disabled = true;
   try {
