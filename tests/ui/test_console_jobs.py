@@ -86,6 +86,7 @@ def _stack(api: LiveApi, database_url: str, workers: Workers, workdir: Path) -> 
     registry = LiveRegistry(
         url=f"http://127.0.0.1:{api.port}",
         database_url=database_url,
+        blobs=api.blobs,
         tenant_id="",
         tenant_name="Acme Robotics",
         keys={},
