@@ -121,11 +121,18 @@ function scheduleChart(view) {
   });
 }
 
+/** A metric as people read it: times as times, 4 significant digits, ids as code. */
+function metricValue(name, value) {
+  if (typeof value !== "number") return el("span", { class: "hash" }, String(value));
+  if (name.endsWith("_at")) return timeEl(new Date(value * 1000).toISOString()); // epoch seconds
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(4)));
+}
+
 function showMetrics(view, metrics) {
   const rows = Object.entries(metrics).filter(([, value]) => typeof value === "number" || typeof value === "string");
   if (!rows.length) return;
   const list = el("dl", { class: "facts" });
-  for (const [name, value] of rows) detail(list, name, String(value));
+  for (const [name, value] of rows) detail(list, name.replaceAll("_", " "), metricValue(name, value));
   view.metrics.replaceChildren(el("h2", {}, "Final metrics"), list);
 }
 

@@ -29,15 +29,25 @@ const LAYER_COLUMNS = [
   { label: "d_in × d_out", class: "num", value: (g) => g.dims },
 ];
 
-const PROJECTION_COLUMNS = [
-  { label: "r", class: "num", value: (p) => String(p.r) },
-  { label: "Seed", class: "num", value: (p) => String(p.seed) },
-  { label: "Max d_in × d_out", class: "num", value: (p) => `${p.max_d_in} × ${p.max_d_out}` },
-  { label: "Generator", value: (p) => `${p.generator} (torch ${p.torch_version})` },
-  { label: "Fingerprint", class: "fingerprint", value: (p) => hash(p.fingerprint) },
-  { label: "Id", value: (p) => hash(p.id) },
-  { label: "Registered", value: (p) => timeEl(p.created_at) },
-];
+/** One projection as facts, not a table row: its fingerprint stays readable at 375 px. */
+function projectionFacts(projection) {
+  const facts = el("dl", { class: "facts" });
+  fact(facts, "Fingerprint", hash(projection.fingerprint));
+  fact(facts, "Max d_in × d_out", `${projection.max_d_in} × ${projection.max_d_out}`);
+  fact(facts, "Generator", `${projection.generator} (torch ${projection.torch_version})`);
+  fact(facts, "Id", hash(projection.id));
+  fact(facts, "Registered", timeEl(projection.created_at));
+  return el(
+    "li", { class: "projection", dataset: { projectionId: projection.id } },
+    el("h4", {}, `r = ${projection.r}, seed ${projection.seed}`),
+    facts,
+  );
+}
+
+function projectionList(items) {
+  if (!items.length) return el("p", { class: "muted" }, "No projections registered for this model yet.");
+  return el("ul", { class: "projections" }, items.map(projectionFacts));
+}
 
 async function projectionsOf(api, modelId) {
   const items = [];
@@ -66,12 +76,7 @@ function modelCard(api, model) {
   fact(facts, "Registered", timeEl(model.created_at));
   const projections = el("div", {}, el("p", { class: "muted" }, "Loading projections…"));
   projectionsOf(api, model.id)
-    .then((items) => projections.replaceChildren(
-      table(PROJECTION_COLUMNS, items, {
-        caption: `Projections of ${model.name}`,
-        empty: "No projections registered for this model yet.",
-      }),
-    ))
+    .then((items) => projections.replaceChildren(projectionList(items)))
     .catch((err) => projections.replaceChildren(errorBox(err)));
   return el(
     "section", { class: "card model", "aria-labelledby": headingId, dataset: { modelId: model.id } },
@@ -82,7 +87,7 @@ function modelCard(api, model) {
       el("summary", {}, `Layers by module (${count})`),
       table(LAYER_COLUMNS, layerGroups(model.layers), { caption: `Layers of ${model.name}` }),
     ),
-    el("h3", {}, "Projections"),
+    el("h3", {}, "Projections (VeRA's frozen random matrices)"),
     projections,
   );
 }
