@@ -1,6 +1,6 @@
 // What the jobs, job and models pages share: their stylesheet, state badges, durations.
 
-import { el } from "../ui.js";
+import { el, errorBox } from "../ui.js";
 
 export const JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -47,4 +47,31 @@ export function percent(fraction) {
 /** One term and its value in a <dl class="facts">. */
 export function fact(list, term, value) {
   list.append(el("dt", {}, term), el("dd", {}, value ?? ""));
+}
+
+/**
+ * A "load more" button over a cursor-paginated list route. fetchPage(cursor) → a page;
+ * show(all, added, done) renders what is loaded and returns the status line.
+ */
+export function loadMore(label, fetchPage, show) {
+  const button = el("button", { type: "button", class: "btn", hidden: true }, label);
+  const status = el("p", { role: "status", class: "muted" });
+  const items = [];
+  let cursor = null;
+  const load = async () => {
+    button.disabled = true;
+    try {
+      const page = await fetchPage(cursor);
+      items.push(...page.items);
+      cursor = page.next_cursor;
+      button.hidden = !cursor;
+      status.textContent = show(items, page.items, !cursor) || "";
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    } finally {
+      button.disabled = false;
+    }
+  };
+  button.addEventListener("click", load);
+  return { button, status, load };
 }

@@ -1,7 +1,7 @@
 // #/jobs?state=&user_id= : the tenant's jobs, newest first, filtered as GET /v1/jobs filters.
 
-import { el, errorBox, pageTitle, table, timeEl } from "../ui.js";
-import { JOB_STATES, percent, stateBadge, useJobsStylesheet } from "./jobs-common.js";
+import { el, pageTitle, table, timeEl } from "../ui.js";
+import { JOB_STATES, loadMore, percent, stateBadge, useJobsStylesheet } from "./jobs-common.js";
 
 const PAGE_SIZE = 50;
 
@@ -47,34 +47,20 @@ function filtersForm(params, ctx) {
 export async function render(root, params, ctx) {
   useJobsStylesheet();
   const list = el("div", { class: "jobs-list" });
-  const status = el("p", { role: "status", class: "muted" });
-  const more = el("button", { type: "button", class: "btn", hidden: true }, "Load older jobs");
+  const pager = loadMore(
+    "Load older jobs",
+    (cursor) => ctx.api.get("/v1/jobs", { limit: PAGE_SIZE, status: params.state, user_id: params.user_id, cursor }),
+    (jobs, added, done) => {
+      list.replaceChildren(table(COLUMNS, jobs, { caption: "Jobs, newest first", empty: "No jobs match." }));
+      return jobs.length ? `${jobs.length} job${jobs.length === 1 ? "" : "s"} shown${done ? ", no more" : ""}.` : "";
+    },
+  );
   root.replaceChildren(
     pageTitle("Training jobs"),
     filtersForm(params, ctx),
     list,
-    status,
-    el("div", { class: "pager" }, more),
+    pager.status,
+    el("div", { class: "pager" }, pager.button),
   );
-  const jobs = [];
-  let cursor = null;
-  const load = async () => {
-    more.disabled = true;
-    try {
-      const page = await ctx.api.get("/v1/jobs", {
-        limit: PAGE_SIZE, status: params.state, user_id: params.user_id, cursor,
-      });
-      jobs.push(...page.items);
-      cursor = page.next_cursor;
-      list.replaceChildren(table(COLUMNS, jobs, { caption: "Jobs, newest first", empty: "No jobs match." }));
-      more.hidden = !cursor;
-      status.textContent = jobs.length ? `${jobs.length} job${jobs.length === 1 ? "" : "s"} shown${cursor ? "" : ", no more"}.` : "";
-    } catch (err) {
-      status.replaceChildren(errorBox(err));
-    } finally {
-      more.disabled = false;
-    }
-  };
-  more.addEventListener("click", load);
-  await load();
+  await pager.load();
 }

@@ -2,7 +2,7 @@
 // (r, seed, sizes, fingerprint): what a job's adapter is bound to.
 
 import { el, errorBox, pageTitle, table, timeEl } from "../ui.js";
-import { fact, useJobsStylesheet } from "./jobs-common.js";
+import { fact, loadMore, useJobsStylesheet } from "./jobs-common.js";
 
 const PAGE_SIZE = 20;
 
@@ -95,26 +95,14 @@ function modelCard(api, model) {
 export async function render(root, params, ctx) {
   useJobsStylesheet();
   const cards = el("div", { class: "model-list" });
-  const status = el("p", { role: "status", class: "muted" });
-  const more = el("button", { type: "button", class: "btn", hidden: true }, "Load more base models");
-  root.replaceChildren(pageTitle("Base models"), cards, status, el("div", { class: "pager" }, more));
-  let cursor = null;
-  let shown = 0;
-  const load = async () => {
-    more.disabled = true;
-    try {
-      const page = await ctx.api.get("/v1/base-models", { limit: PAGE_SIZE, cursor });
-      cards.append(...page.items.map((model) => modelCard(ctx.api, model)));
-      shown += page.items.length;
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-      status.textContent = shown ? "" : "No base models registered yet (vera-registry base-models register).";
-    } catch (err) {
-      status.replaceChildren(errorBox(err));
-    } finally {
-      more.disabled = false;
-    }
-  };
-  more.addEventListener("click", load);
-  await load();
+  const pager = loadMore(
+    "Load more base models",
+    (cursor) => ctx.api.get("/v1/base-models", { limit: PAGE_SIZE, cursor }),
+    (models, added) => {
+      cards.append(...added.map((model) => modelCard(ctx.api, model)));
+      return models.length ? "" : "No base models registered yet (vera-registry base-models register).";
+    },
+  );
+  root.replaceChildren(pageTitle("Base models"), cards, pager.status, el("div", { class: "pager" }, pager.button));
+  await pager.load();
 }
