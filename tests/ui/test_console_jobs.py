@@ -197,6 +197,11 @@ def _saw_it_succeed(page, job: dict) -> None:
     assert result.get_attribute("href") == f"#/adapters/{job['adapter_id']}"
     _no_horizontal_scroll(page)
     screenshot(page, "job-succeeded-375")
+    # The link leads to the adapter's page, whose eval metrics chart is charts.js's too.
+    result.click()
+    metrics_chart = page.locator("svg[role=img][aria-label^='Eval metrics over versions']")
+    metrics_chart.wait_for()
+    assert "final_loss" in metrics_chart.get_attribute("aria-label")
 
 
 def _list_and_filter(page, done: dict, cancelled: dict) -> None:

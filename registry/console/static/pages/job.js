@@ -206,7 +206,7 @@ export async function render(root, params, ctx) {
   useJobsStylesheet();
   let job;
   try {
-    job = await ctx.api.get(`/v1/jobs/${encodeURIComponent(params.job_id ?? params.id)}`);
+    job = await ctx.api.get(`/v1/jobs/${encodeURIComponent(params.job_id)}`);
   } catch (err) {
     root.replaceChildren(pageTitle("Job"), errorBox(err));
     return undefined;
