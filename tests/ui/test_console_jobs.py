@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from registry.client.api import RegistryClient
+from registry.db import make_engine, make_sessionmaker
 from registry.vera.describe import describe_base_model, describe_projection, layers_for
 from tests import factories
 from tests.api.live_api import LiveApi
@@ -75,17 +76,19 @@ def jobs_stack(tmp_path_factory) -> Iterator[JobsStack]:
         }
         workers = Workers(env, workdir)
         workers.start("ui")  # warms up (imports torch) while the rest is set up
+        engine = make_engine(database_url)
         try:
-            yield _stack(api, database_url, workers, workdir)
+            yield _stack(api, make_sessionmaker(engine), workers, workdir)
         finally:
             workers.stop_all()
+            engine.dispose()
             api.stop()
 
 
-def _stack(api: LiveApi, database_url: str, workers: Workers, workdir: Path) -> JobsStack:
+def _stack(api: LiveApi, sessions, workers: Workers, workdir: Path) -> JobsStack:
     registry = LiveRegistry(
         url=f"http://127.0.0.1:{api.port}",
-        database_url=database_url,
+        sessions=sessions,
         blobs=api.blobs,
         tenant_id="",
         tenant_name="Acme Robotics",
