@@ -55,6 +55,17 @@ export function niceTicks(min, max, count = 5, integers = false) {
   return { low, high, ticks, step };
 }
 
+/** [min, max] without spreading into Math.min (a long live series would overflow the stack). */
+function extent(values) {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const value of values) {
+    if (value < low) low = value;
+    if (value > high) high = value;
+  }
+  return [low, high];
+}
+
 function formatNumber(value, step) {
   if (value === 0) return "0";
   const magnitude = Math.abs(value);
@@ -78,7 +89,7 @@ function summary(spec, series, xs, ys) {
   const title = spec.title || "Chart";
   const total = xs.length;
   if (total === 0) return `${title}: no data yet.`;
-  const range = (values) => `${formatNumber(Math.min(...values))} to ${formatNumber(Math.max(...values))}`;
+  const range = (values) => extent(values).map((v) => formatNumber(v)).join(" to ");
   const names = series.filter((s) => s.points.length).map((s) => s.name).join(", ");
   const last = series
     .filter((s) => s.points.length)
@@ -192,8 +203,8 @@ function draw(figure) {
       fill: "currentColor", "font-size": 13 }, "No data yet"));
   } else {
     const integers = xs.every(Number.isInteger);
-    const xTicks = niceTicks(Math.min(...xs), Math.max(...xs), Math.max(2, Math.floor(width / 80)), integers);
-    const yTicks = niceTicks(Math.min(...ys), Math.max(...ys), 4);
+    const xTicks = niceTicks(...extent(xs), Math.max(2, Math.floor(width / 80)), integers);
+    const yTicks = niceTicks(...extent(ys), 4);
     const plotW = width - MARGIN.left - MARGIN.right;
     const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
     const x = { ...xTicks, scale: (v) => MARGIN.left + ((v - xTicks.low) / (xTicks.high - xTicks.low)) * plotW };
