@@ -7,24 +7,14 @@ import hashlib
 import re
 
 import httpx
-import pytest
 from playwright.sync_api import expect
 
-from registry.console.router import STATIC
 from registry.jobs import service as jobs
 from registry.jobs.schemas import JobRequest
 from tests import factories
 from tests.ui.conftest import screenshot, sign_in_quietly
 
 METRICS = [{"accuracy": 0.71, "loss": 0.9}, {"accuracy": 0.78, "loss": 0.6}, {"accuracy": 0.83}]
-
-
-@pytest.fixture(autouse=True)
-def _charts_may_be_missing(expect_console_error):
-    """The adapter page draws eval metrics with charts.js where it exists, else shows a
-    table: the browser logs the missing module's 404, which is expected until then."""
-    if not (STATIC / "charts.js").exists():
-        expect_console_error(r"charts\.js")
 
 
 def _api(live_registry, scope: str = "train") -> httpx.Client:
@@ -140,10 +130,7 @@ def test_publish_then_roll_back_with_history_feed_and_download(page, live_regist
     sha = versions.get_by_role("row").filter(has_text="v1").locator("code[title]").first
     assert hashlib.sha256(data).hexdigest() == sha.get_attribute("title")
     metrics = page.locator(".chart")
-    if (STATIC / "charts.js").exists():
-        expect(metrics.locator("svg[role=img]")).to_have_count(1)
-    else:
-        expect(metrics.get_by_role("row")).to_have_count(1 + len(METRICS))
+    expect(metrics.locator("svg[role=img]")).to_have_count(1)
     screenshot(page, "adapter")
 
 

@@ -163,7 +163,9 @@ function metricList(metrics) {
 
 /** Numeric metrics as lines over version numbers: a chart (charts.js), else a table. */
 async function metricsChart(container, versions) {
-  const names = [...new Set(versions.flatMap((v) => Object.keys(v.metrics || {}).filter((k) => typeof v.metrics[k] === "number")))];
+  // Quality metrics only: timestamps (*_at), step counts and rates would flatten the lines.
+  const plotted = (k) => /^eval_|loss$|accuracy$/.test(k);
+  const names = [...new Set(versions.flatMap((v) => Object.keys(v.metrics || {}).filter((k) => plotted(k) && typeof v.metrics[k] === "number")))];
   if (!names.length) {
     container.append(el("p", { class: "muted" }, "No numeric eval metrics recorded yet."));
     return;
