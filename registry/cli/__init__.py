@@ -3,7 +3,7 @@
 `app` holds the group, `admin` the commands that run the server side (migrate, serve,
 worker, sweep, tenants), `local` the one-machine stack (`up`), `remote` and `jobs` and
 `adapters` (and `erasure`: deletes, retention) the commands that speak to a registry's API,
-`demo` the guided tour.
+`demo` the guided tour, `serve_model` the inference server.
 """
 
 from registry.cli import (  # noqa: F401  (commands)
@@ -16,6 +16,7 @@ from registry.cli import (  # noqa: F401  (commands)
     local,
     quotas,
     remote,
+    serve_model,
     users,
     webhooks,
 )
