@@ -13,11 +13,11 @@ projection (seed, r, target modules), whose fingerprint must equal the registry'
 user's λd/λb live in an `AdapterBank` row. Loading, replacing or dropping a user writes
 only that user's vectors (hot swap), under a lock shared with `forward`.
 
-Heads (`modules_to_save`, e.g. a classifier): each user's head tensors are applied per
-row. The head module's output is recomputed for each distinct user of the batch with that
-user's weights (`torch.func.functional_call`); rows of users whose adapter carries no head
-keep the base model's head. That is one small extra head call per distinct user, nothing
-else in the model is duplicated.
+Heads (`modules_to_save`, e.g. a classifier): each user's head tensors are applied to its
+rows by the bank (`registry.vera.heads`); rows of users without one keep the base's head.
+
+Text: `generate` (causal LMs) and `classify` (sequence classifiers) run a batch of rows,
+each with its own user; the decoding loop lives in `registry.client.generation`.
 """
 
 from __future__ import annotations
@@ -33,17 +33,27 @@ import torch
 from torch import nn
 
 from registry.client.api import FeedEvent, Manifest, RegistryClient
+from registry.client.generation import (
+    BASE_ROW,
+    Classification,
+    Generation,
+    RuntimeMismatch,
+    TextTasks,
+)
 from registry.vera.bank import AdapterBank
 from registry.vera.config import TASK_SEQUENCE_CLASSIFICATION, VeraConfig
-from registry.vera.inject import PEFT_PREFIX, head_modules, inject_vera
+from registry.vera.inject import PEFT_PREFIX, inject_vera
 from registry.vera.peft_io import read_adapter
 from registry.vera.projection import ProjectionMismatch
 
-__all__ = ["LoadedUser", "ProjectionMismatch", "RuntimeMismatch", "ServingRuntime"]
-
-
-class RuntimeMismatch(ValueError):
-    """An adapter does not fit this runtime (projection, targets, base model or task)."""
+__all__ = [
+    "Classification",
+    "Generation",
+    "LoadedUser",
+    "ProjectionMismatch",
+    "RuntimeMismatch",
+    "ServingRuntime",
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,17 @@ def _load_model(path: str | Path, task: str, num_labels: int | None) -> nn.Modul
     return AutoModelForCausalLM.from_pretrained(path)
 
 
-class ServingRuntime:
+def _load_tokenizer(path: str | Path) -> Any:
+    """The folder's tokenizer, or None when it has none (token-id prompts still work)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        return None
+
+
+class ServingRuntime(TextTasks):
     def __init__(
         self,
         client: RegistryClient | None,
@@ -83,14 +103,18 @@ class ServingRuntime:
         alias: str = "live",
         num_labels: int | None = None,
         capacity: int = 8,
+        tokenizer: Any = None,
     ) -> None:
         """Inject VeRA for (seed, r, target_modules) once. With `fingerprint`, the
         regenerated projection must have it (ProjectionMismatch otherwise). With
         `base_model_hash` (and `check_base_hash`), the model's weights must hash to it (a
         base model's `weights_hash`).
-        `client` may be None for a runtime fed only through `put_vectors`."""
+        `client` may be None for a runtime fed only through `put_vectors`. `tokenizer`
+        (for text prompts) is loaded from the model folder when `model` is a path."""
         if not isinstance(model, nn.Module):
+            tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(model)
             model = _load_model(model, task, num_labels)
+        self.tokenizer = tokenizer
         self.client = client
         self.model = model.eval()
         self.adapter = adapter
@@ -112,16 +136,10 @@ class ServingRuntime:
         inject_vera(self.model, self.config, expected_fingerprint=fingerprint)
         self.fingerprint: str = self.model.vera_projection.fingerprint
         self.bank = AdapterBank(self.model, capacity=capacity)
-        self.bank.put(_BASE_ROW, self._zero_vectors())
+        self.bank.put(BASE_ROW, self._zero_vectors())
         self.users: dict[str, LoadedUser] = {}
         self.feed_seq = 0
         self._lock = threading.RLock()
-        self._row_users: Sequence[str] | None = None
-        self._heads = head_modules(self.model, self.config)
-        self._head_hooks = [
-            module.register_forward_hook(self._head_hook(path))
-            for path, module in self._heads.items()
-        ]
 
     @classmethod
     def for_manifest(
@@ -213,7 +231,7 @@ class ServingRuntime:
 
     def put_vectors(self, user_id: str, vectors: Mapping[str, torch.Tensor]) -> None:
         """Hot swap: write this user's vectors (and head) only; base weights untouched."""
-        if user_id == _BASE_ROW:
+        if user_id == BASE_ROW:
             raise ValueError("that user id is reserved for base-model rows")
         device = self.model.vera_projection.vera_A.device
         vectors = {k: v.to(device) for k, v in vectors.items()}
@@ -221,7 +239,7 @@ class ServingRuntime:
             self.bank.put(user_id, vectors)
 
     def drop_user(self, user_id: str) -> None:
-        if user_id == _BASE_ROW:
+        if user_id == BASE_ROW:
             raise ValueError("that user id is reserved for base-model rows")
         with self._lock:
             if user_id in self.bank:
@@ -239,48 +257,11 @@ class ServingRuntime:
         rows = next(iter(batch.values())).shape[0]
         if len(user_ids) != rows:
             raise ValueError(f"batch has {rows} rows, got {len(user_ids)} user ids")
-        user_ids = [_BASE_ROW if user is None else user for user in user_ids]
+        user_ids = [BASE_ROW if user is None else user for user in user_ids]
         with self._lock, self.bank.users(user_ids):
-            self._row_users = list(user_ids)
-            try:
-                return self.model(**batch, **kwargs)
-            finally:
-                self._row_users = None
+            return self.model(**batch, **kwargs)
 
     __call__ = forward
-
-    def _head_hook(self, path: str):
-        prefix = f"{PEFT_PREFIX}{path}."
-
-        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-            users = self._row_users
-            if users is None or not args or not isinstance(output, torch.Tensor):
-                return None
-            groups: dict[str, list[int]] = {}
-            for row, user in enumerate(users):
-                head = self.bank.heads.get(user, {})
-                if any(k.startswith(prefix) for k in head):
-                    groups.setdefault(user, []).append(row)
-            if not groups:
-                return None
-            output = output.clone()
-            x = args[0]
-            self._row_users = None  # functional_call runs this hook again: let it pass
-            try:
-                for user, rows in groups.items():
-                    params = {
-                        k[len(prefix) :]: v
-                        for k, v in self.bank.heads[user].items()
-                        if k.startswith(prefix)
-                    }
-                    index = torch.tensor(rows, device=x.device)
-                    out = torch.func.functional_call(module, params, (x.index_select(0, index),))
-                    output.index_copy_(0, index, out.to(output.dtype))
-            finally:
-                self._row_users = users
-            return output
-
-        return hook
 
     # -- registry feed -----------------------------------------------------------------
 
@@ -339,11 +320,8 @@ class ServingRuntime:
                 return changed
 
     def close(self) -> None:
-        for hook in self._head_hooks:
-            hook.remove()
-        self._head_hooks = []
+        self.bank.close()
 
 
-_BASE_ROW = "\x00base"  # the bank row of zero vectors that `None` rows use
 MOVES = ("set", "rollback")
 DROPPING = ("adapter_deleted", "user_deleted")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry import names
-from registry.errors import Invalid, NotFound, TooLarge
+from registry.errors import BadRequest, Invalid, NotFound, TooLarge
 from registry.serving.batcher import CLASSIFY, GENERATE, Row
 from registry.serving.model import LoadedModel
 from registry.serving.openai_schemas import ChatIn, ClassifyIn, CompletionIn, Message, SamplingIn
@@ -89,7 +89,22 @@ def _sampling(body: SamplingIn, new_tokens: int) -> dict[str, Any]:
     }
 
 
+def _require_task(loaded: LoadedModel, kind: str) -> None:
+    from registry.vera.config import TASK_SEQUENCE_CLASSIFICATION
+
+    classifier = loaded.manifest.task == TASK_SEQUENCE_CLASSIFICATION
+    if classifier and kind == GENERATE:
+        raise BadRequest("this server serves a classifier: POST /v1/classify", code="wrong_task")
+    if not classifier and kind == CLASSIFY:
+        raise BadRequest(
+            f"this server serves a {loaded.manifest.task} model: use /v1/completions or "
+            "/v1/chat/completions",
+            code="wrong_task",
+        )
+
+
 def completion_rows(loaded: LoadedModel, limits: Limits, body: CompletionIn, user) -> list[Row]:
+    _require_task(loaded, GENERATE)
     new_tokens = body.max_tokens or 16
     rows = []
     for prompt in body.prompts():
@@ -116,6 +131,7 @@ def chat_token_ids(tokenizer: Any, messages: list[Message]) -> list[int]:
 
 
 def chat_row(loaded: LoadedModel, limits: Limits, body: ChatIn, user) -> Row:
+    _require_task(loaded, GENERATE)
     new_tokens = body.new_tokens(16)
     ids = chat_token_ids(loaded.tokenizer, body.messages)
     _check_lengths(loaded, limits, ids, new_tokens)
@@ -123,6 +139,11 @@ def chat_row(loaded: LoadedModel, limits: Limits, body: ChatIn, user) -> Row:
 
 
 def classify_rows(loaded: LoadedModel, limits: Limits, body: ClassifyIn, user) -> list[Row]:
+    _require_task(loaded, CLASSIFY)
+    if user is None:
+        # The base model has no trained head: its scores would be noise.
+        message = "classification needs a user: model '<base>:<user_id>' or the user field"
+        raise Invalid(message, details=[{"field": "user", "message": "required"}])
     rows = []
     for text in body.texts():
         ids = loaded.tokenizer(text)["input_ids"]

@@ -11,6 +11,10 @@ keeps a bank: λd as (capacity × r), λb as (capacity × d_out); a user owns on
 
 Putting or dropping a user writes that user's rows only: O(size of the vectors), the
 base weights are never touched. Capacity doubles when full (amortised O(1) per user).
+
+Heads (`modules_to_save`, e.g. a classifier) come along: a user's head tensors are kept
+with its vectors and applied to that user's rows (`heads.RowHeads`); rows of users without
+one keep the base model's head. `close()` removes the head hooks.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .inject import PEFT_PREFIX, vera_layers
+from .heads import RowHeads
+from .inject import PEFT_PREFIX, head_modules, vera_layers
 
 
 class AdapterBank:
@@ -32,8 +37,10 @@ class AdapterBank:
         self.projection = model.vera_projection
         self.layers = vera_layers(model)
         self.slots: dict[str, int] = {}
-        # Head weights (modules_to_save) kept per user; the bank's forward does not apply them.
+        # Head weights (modules_to_save) kept per user, applied per row by `_row_heads`.
         self.heads: dict[str, dict[str, torch.Tensor]] = {}
+        config = getattr(model, "vera_config", None)
+        self._row_heads = RowHeads(head_modules(model, config) if config else {}, self.heads)
         self._free: list[int] = []
         self._capacity = 0
         self._grow(capacity)
@@ -105,9 +112,14 @@ class AdapterBank:
     @contextmanager
     def users(self, users: Sequence[str]) -> Iterator[None]:
         """Within the block, batch row i runs with the vectors of `users[i]`."""
-        previous = self.projection.row_slots
+        previous = self.projection.row_slots, self._row_heads.rows
         self.projection.row_slots = self.slot_index(users)
+        self._row_heads.rows = list(users)
         try:
             yield
         finally:
-            self.projection.row_slots = previous
+            self.projection.row_slots, self._row_heads.rows = previous
+
+    def close(self) -> None:
+        """Remove the head hooks from the model (the bank applies no heads afterwards)."""
+        self._row_heads.close()

@@ -136,6 +136,8 @@ def serve(rc: RegistryClient, base_id: str, folder: Path, cache: Path, **options
 
     client = RegistryClient(rc.base_url, rc.tenant.keys["read"], cache_dir=cache)
     loaded = load_model(client, base_id, model_path=folder)
-    live = Live(create_serving_app(loaded, client, ServeOptions(**options)))
-    live.loaded = loaded
+    options.setdefault("feed_wait_s", 1.0)  # the registry's shutdown waits on a long-poll
+    app = create_serving_app(loaded, client, ServeOptions(**options))
+    live = Live(app)
+    live.loaded, live.state = loaded, app.state.server
     return live
