@@ -239,7 +239,7 @@ def measure(args, ctx) -> dict:
         loads["baseline_mixed"] = (ctx["baseline_url"], mixed)
     for name, (url, plan) in loads.items():  # warm-up: every user's adapter loaded
         warm = asyncio.run(load(url, ctx["key"], ctx["model"], plan, 0.5, args.max_tokens))
-        if warm["errors"]:
+        if warm["errors"] == warm["requests"]:
             raise SystemExit(
                 f"{name}: {warm['errors']} failed requests, e.g. {warm['first_error']}"
             )

@@ -73,8 +73,15 @@ class KeyChecker:
         return cached
 
     async def _ask(self, key: str) -> dict | RegistryError:
+        headers = {"Authorization": f"Bearer {key}"}
         try:
-            response = await self.http.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+            try:
+                response = await self.http.get("/v1/me", headers=headers)
+            except httpx.TransportError:
+                # Once more on a fresh connection: the registry closes idle keep-alive
+                # connections (uvicorn: after 5 s, as long as answers are cached), and a
+                # check can pick one up just as it closes ("Server disconnected").
+                response = await self.http.get("/v1/me", headers=headers)
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(f"cannot check the API key with the registry: {exc}") from exc
         if response.status_code == 401:
