@@ -41,6 +41,7 @@ NON_SETTINGS = {
     "VERA_GPU_CONCURRENCY",  # `worker --concurrency` of worker-gpu
     "VERA_CPU_QUEUES",  # `worker --queues` of worker-cpu
     "VERA_API_KEY",  # a client's key: the CLI's and serve-model's (not a server setting)
+    "VERA_REGISTRY_URL",  # serve-model's --registry (a client's setting)
     "VERA_SERVE_BASE_MODEL",  # `serve-model --base-model` of the inference services
     "VERA_SERVE_API_KEY",  # the inference services' VERA_API_KEY
     "VERA_SERVE_HOST_PORTS",  # published host port range of `inference`
