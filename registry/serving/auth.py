@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -26,6 +27,10 @@ class KeyChecker:
         self.tenant_id = tenant_id
         self.tenant_name = tenant_name
         self._cache: OrderedDict[str, tuple[float, dict | RegistryError]] = OrderedDict()
+        # One /v1/me call per key at a time: when a busy key's answer expires, the requests
+        # that arrive meanwhile wait for that call instead of each asking the registry
+        # (64 clients of one key would otherwise send 64 calls every CACHE_TTL_S).
+        self._asking: dict[str, asyncio.Task] = {}
 
     async def check(self, authorization: str | None) -> dict:
         """The key's /v1/me answer, or the error to send (401, 403, 503)."""
@@ -40,18 +45,43 @@ class KeyChecker:
         digest = hashlib.sha256(key.encode()).hexdigest()
         cached = self._cache.get(digest)
         if cached is None or cached[0] < time.monotonic():
-            cached = (time.monotonic() + CACHE_TTL_S, await self._ask(key))
-            self._cache[digest] = cached
-            self._cache.move_to_end(digest)
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+            cached = await self._refresh(digest, key)
         if isinstance(cached[1], RegistryError):
             raise cached[1]
         return cached[1]
 
+    async def _refresh(self, digest: str, key: str) -> tuple[float, dict | RegistryError]:
+        asking = self._asking.get(digest)
+        if asking is None:
+            # A task of its own: a client that disconnects does not cancel the others' call.
+            asking = asyncio.ensure_future(self._ask_and_remember(digest, key))
+            self._asking[digest] = asking
+            asking.add_done_callback(lambda task: self._forget(digest, task))
+        return await asyncio.shield(asking)
+
+    def _forget(self, digest: str, task: asyncio.Task) -> None:
+        self._asking.pop(digest, None)
+        if not task.cancelled():
+            task.exception()  # retrieved, also when every waiter has gone
+
+    async def _ask_and_remember(self, digest: str, key: str) -> tuple[float, dict | RegistryError]:
+        cached = (time.monotonic() + CACHE_TTL_S, await self._ask(key))
+        self._cache[digest] = cached
+        self._cache.move_to_end(digest)
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return cached
+
     async def _ask(self, key: str) -> dict | RegistryError:
+        headers = {"Authorization": f"Bearer {key}"}
         try:
-            response = await self.http.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+            try:
+                response = await self.http.get("/v1/me", headers=headers)
+            except httpx.TransportError:
+                # Once more on a fresh connection: the registry closes idle keep-alive
+                # connections (uvicorn: after 5 s, as long as answers are cached), and a
+                # check can pick one up just as it closes ("Server disconnected").
+                response = await self.http.get("/v1/me", headers=headers)
         except httpx.HTTPError as exc:
             raise RegistryUnavailable(f"cannot check the API key with the registry: {exc}") from exc
         if response.status_code == 401:

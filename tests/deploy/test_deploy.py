@@ -40,6 +40,15 @@ NON_SETTINGS = {
     "VERA_GPU_QUEUES",  # `worker --queues` of worker-gpu
     "VERA_GPU_CONCURRENCY",  # `worker --concurrency` of worker-gpu
     "VERA_CPU_QUEUES",  # `worker --queues` of worker-cpu
+    "VERA_API_KEY",  # a client's key: the CLI's and serve-model's (not a server setting)
+    "VERA_REGISTRY_URL",  # serve-model's --registry (a client's setting)
+    "VERA_SERVE_BASE_MODEL",  # `serve-model --base-model` of the inference services
+    "VERA_SERVE_API_KEY",  # the inference services' VERA_API_KEY
+    "VERA_SERVE_HOST_PORTS",  # published host port range of `inference`
+    "VERA_SERVE_GPU_HOST_PORTS",  # published host port range of `inference-gpu`
+    "VERA_SERVE_MAX_BATCH_TOKENS",  # `serve-model --max-batch-tokens` of `inference`
+    "VERA_SERVE_GPU_MAX_BATCH_TOKENS",  # the same of `inference-gpu`
+    "VERA_SERVE_MAX_WAIT_MS",  # `serve-model --max-wait-ms`
 }
 
 OVERRIDES = [
@@ -62,8 +71,23 @@ OVERRIDES = [
                     "tolerations": [],
                 }
             ],
+            "inference": {
+                "enabled": True,
+                "baseModel": "bm_0123",
+                "existingSecret": "vera-inference-key",
+                "gpu": True,
+                "gpuType": "NVIDIA-L4",
+                "replicas": 2,
+                "tolerations": [
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],
+            },
         },
-        id="existing-secret-no-hpa-one-pool",
+        id="existing-secret-no-hpa-one-pool-gpu-inference",
+    ),
+    pytest.param(
+        {"inference": {"enabled": True, "baseModel": "bm_0123", "apiKey": "vk_inference"}},
+        id="cpu-inference",
     ),
 ]
 
@@ -282,7 +306,7 @@ def test_every_vera_registry_command_exists():
                 else:
                     assert word in known, f"{where}: {command.name} has no option {word}"
         seen.add(command.name)
-    assert {"migrate", "serve", "worker"} <= seen
+    assert {"migrate", "serve", "worker", "serve-model"} <= seen
 
 
 # --- Dockerfiles ------------------------------------------------------------------------
@@ -473,12 +497,18 @@ def test_helm_config_and_secret_wired_into_pods():
         "VERA_S3_ACCESS_KEY_ID",
         "VERA_S3_SECRET_ACCESS_KEY",
     }
-    for name, deployment in _by_kind(docs, "Deployment").items():
-        pod = deployment["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True, name
-        (container,) = pod["containers"]
-        refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
-        assert refs == {"vera-config", "vera-secrets"}, name
+    for overrides in OVERRIDES:
+        for name, deployment in _by_kind(rendered_docs(overrides.values[0]), "Deployment").items():
+            pod = deployment["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True, name
+            (container,) = pod["containers"]
+            if name == "vera-inference":
+                # A registry client: an API key only, never the database or S3 secrets.
+                assert "envFrom" not in container
+                continue
+            refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+            secret = overrides.values[0].get("secrets", {}).get("existingSecret")
+            assert refs == {"vera-config", secret or "vera-secrets"}, name
 
 
 SECRET_VALUES = {
@@ -498,24 +528,33 @@ def _pod_annotations(docs) -> dict[str, dict]:
 
 
 def test_helm_secret_values_live_only_in_secrets():
-    docs = rendered_docs({"secrets": SECRET_VALUES})
+    inference = {"enabled": True, "baseModel": "bm_1", "apiKey": "vk_inference-Secret-6"}
+    docs = rendered_docs({"secrets": SECRET_VALUES, "inference": inference})
+    assert _by_kind(docs, "Secret")["vera-inference"]["stringData"] == {
+        "VERA_API_KEY": inference["apiKey"]
+    }
     secret = _by_kind(docs, "Secret")["vera-secrets"]["stringData"]
     assert secret["VERA_BROKER_URL"] == SECRET_VALUES["brokerUrl"]
     assert secret["VERA_METRICS_TOKEN"] == SECRET_VALUES["metricsToken"]
     for name, doc in docs:
         if doc["kind"] != "Secret":
             text = yaml.safe_dump(doc)
-            for value in SECRET_VALUES.values():
+            for value in [*SECRET_VALUES.values(), inference["apiKey"]]:
                 assert value not in text, (name, doc["kind"], value)
 
 
 def test_helm_pod_annotations_carry_no_checksum_of_secrets():
     # Anyone who may list pods could test password guesses against such a checksum: the
     # annotations must not change with the secret values, only with secrets.revision.
-    plain = _pod_annotations(rendered_docs({"secrets": SECRET_VALUES}))
+    inference = {"enabled": True, "baseModel": "bm_1", "apiKey": "vk_1"}
+    plain = _pod_annotations(rendered_docs({"secrets": SECRET_VALUES, "inference": inference}))
     other = {k: v + "-other" for k, v in SECRET_VALUES.items()}
-    assert _pod_annotations(rendered_docs({"secrets": other})) == plain
-    bumped = _pod_annotations(rendered_docs({"secrets": {**SECRET_VALUES, "revision": "2"}}))
+    changed = {**inference, "apiKey": "vk_2"}
+    assert _pod_annotations(rendered_docs({"secrets": other, "inference": changed})) == plain
+    bumped = _pod_annotations(
+        rendered_docs({"secrets": {**SECRET_VALUES, "revision": "2"}, "inference": inference})
+    )
+    assert "vera-inference" in bumped
     assert all(bumped[name] != plain[name] for name in plain), "no way left to roll the pods"
 
 
@@ -573,6 +612,10 @@ def test_operations_doc_covers_the_runbook():
         "**S3**",
         "**A worker**",
         "VERA_HEARTBEAT_STALE_S",
+        "## Running inference servers",
+        "--profile inference",
+        "inference.enabled",
+        "/readyz",
     ]:
         assert needle in text, needle
     # Every VERA_* it names is a real setting.
