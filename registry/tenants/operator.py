@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from registry.api.deps import SessionDep, SettingsDep
+from registry.api.openapi import answers
 from registry.api.pagination import MAX_LIMIT, ByCreatedAt, Page, decode_cursor, encode_cursor
 from registry.db import after_commit
 from registry.errors import NotFound, Unauthorized
@@ -29,6 +30,7 @@ from registry.tenants.service import get_tenant_by_name
 _bearer = HTTPBearer(auto_error=False, description="The operator token (VERA_OPERATOR_TOKEN).")
 
 
+@answers(401, 404)  # 404: the operator API is off
 async def require_operator(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

@@ -1,0 +1,54 @@
+"""/docs (Swagger UI) and /redoc (ReDoc) from local files, so they work with no internet.
+
+The JavaScript and CSS are not ours: they come from the `fastapi-offline` package (MIT; it
+ships swagger-ui, Apache-2.0, and redoc, MIT, as package data), served from where pip
+installed it. FastAPI's own pages load them from a CDN, which an offline or locked-down
+deployment cannot reach.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+DOCS_ASSETS_URL = "/docs-assets"
+ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+# The default validatorUrl makes Swagger UI fetch a badge from swagger.io.
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "persistAuthorization": True}
+
+
+def _assets_directory() -> str:
+    return str(files("fastapi_offline") / "static")
+
+
+def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
+    """Serve the two documentation pages and their assets; build the app with
+    `docs_url=None, redoc_url=None` so FastAPI's CDN pages are not installed too."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=_assets_directory()), name="docs-assets")
+    favicon = f"{DOCS_ASSETS_URL}/favicon.png"
+
+    @app.get(docs_url, include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API reference",
+            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=favicon,
+            oauth2_redirect_url=None,  # Bearer keys only: no OAuth2 flow to return from
+            swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+        )
+
+    @app.get(redoc_url, include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API reference",
+            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=favicon,
+            with_google_fonts=False,
+        )
