@@ -43,7 +43,11 @@ def _finish(request: Request, session, tenant_id: str, done: deletion.Deletion) 
     return DeletionOut(adapter_ids=done.adapter_ids, counts=done.counts, feed_seq=done.feed_seq)
 
 
-@router.delete("/v1/adapters/{adapter_id}/versions/{number}", response_model=DeletionOut)
+@router.delete(
+    "/v1/adapters/{adapter_id}/versions/{number}",
+    response_model=DeletionOut,
+    summary="Delete an adapter version",
+)
 def delete_version(
     request: Request, adapter_id: str, number: int, principal: TrainDep, session: SessionDep
 ) -> DeletionOut:
@@ -56,7 +60,7 @@ def delete_version(
     return _finish(request, session, principal.tenant_id, done)
 
 
-@router.delete("/v1/adapters/{adapter_id}", response_model=DeletionOut)
+@router.delete("/v1/adapters/{adapter_id}", response_model=DeletionOut, summary="Delete an adapter")
 def delete_adapter(
     request: Request, adapter_id: str, principal: AdminDep, session: SessionDep
 ) -> DeletionOut:
@@ -70,7 +74,9 @@ def delete_adapter(
 
 # A plain segment, unlike GET /v1/users/{user_id:any_text}/adapters: a user id never holds
 # `/` (names.UserId), and DELETE .../users/u/adapters must answer 405, not erase "u/adapters".
-@router.delete("/v1/users/{user_id}", response_model=DeletionOut)
+@router.delete(
+    "/v1/users/{user_id}", response_model=DeletionOut, summary="Erase everything of a user"
+)
 def erase_user(
     request: Request, user_id: UserId, principal: AdminDep, session: SessionDep
 ) -> DeletionOut:

@@ -23,7 +23,7 @@ from registry.names import Tag
 router = APIRouter(tags=["adapters"])
 
 
-@router.get("/v1/users", response_model=Page[UserOut])
+@router.get("/v1/users", response_model=Page[UserOut], summary="List users and their adapters")
 def list_users(
     principal: ReadDep,
     session: SessionDep,
@@ -71,7 +71,11 @@ def list_users(
     return Page(items=items, next_cursor=next_cursor(rows, limit, lambda u: u.user_id))
 
 
-@router.patch("/v1/adapters/{adapter_id}", response_model=AdapterOut)
+@router.patch(
+    "/v1/adapters/{adapter_id}",
+    response_model=AdapterOut,
+    summary="Change an adapter's description and tags",
+)
 def update_adapter(
     adapter_id: str, body: MetadataIn, principal: TrainDep, session: SessionDep
 ) -> AdapterOut:
@@ -81,7 +85,11 @@ def update_adapter(
     return AdapterOut.model_validate(adapter)
 
 
-@router.patch("/v1/adapters/{adapter_id}/versions/{number}", response_model=VersionOut)
+@router.patch(
+    "/v1/adapters/{adapter_id}/versions/{number}",
+    response_model=VersionOut,
+    summary="Change a version's description and tags",
+)
 def update_version(
     adapter_id: str, number: int, body: MetadataIn, principal: TrainDep, session: SessionDep
 ) -> VersionOut:

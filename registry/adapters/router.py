@@ -58,7 +58,11 @@ class _AnyText(PathConvertor):
 register_url_convertor("any_text", _AnyText())
 
 
-@router.get("/v1/users/{user_id:any_text}/adapters", response_model=Page[AdapterOut])
+@router.get(
+    "/v1/users/{user_id:any_text}/adapters",
+    response_model=Page[AdapterOut],
+    summary="List a user's adapters",
+)
 def list_user_adapters(
     user_id: UserId,
     principal: ReadDep,
@@ -82,13 +86,17 @@ def list_user_adapters(
     )
 
 
-@router.get("/v1/adapters/{adapter_id}", response_model=AdapterOut)
+@router.get("/v1/adapters/{adapter_id}", response_model=AdapterOut, summary="Show an adapter")
 def get_adapter(adapter_id: str, principal: ReadDep, session: SessionDep) -> AdapterOut:
     """One adapter and what it is bound to."""
     return AdapterOut.model_validate(service.get_adapter(session, principal.tenant_id, adapter_id))
 
 
-@router.get("/v1/adapters/{adapter_id}/versions", response_model=Page[VersionOut])
+@router.get(
+    "/v1/adapters/{adapter_id}/versions",
+    response_model=Page[VersionOut],
+    summary="List an adapter's versions",
+)
 def list_versions(
     adapter_id: str,
     principal: ReadDep,
@@ -108,7 +116,11 @@ def list_versions(
     )
 
 
-@router.get("/v1/adapters/{adapter_id}/versions/{number}", response_model=VersionOut)
+@router.get(
+    "/v1/adapters/{adapter_id}/versions/{number}",
+    response_model=VersionOut,
+    summary="Show an adapter version",
+)
 def get_version(adapter_id: str, number: int, principal: ReadDep, session: SessionDep):
     """One immutable version."""
     _check_number(number)
@@ -126,6 +138,7 @@ def _check_number(number: int) -> None:
     "/v1/adapters/{adapter_id}/versions/{number}/blob",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 304: {}, 307: {}},
+    summary="Download a version's safetensors file",
 )
 async def download_blob(
     adapter_id: str,
@@ -174,6 +187,7 @@ def _version_blob(request: Request, tenant_id: str, adapter_id: str, number: int
     "/v1/adapters/{adapter_id}/versions/{number}/peft",
     response_class=Response,
     responses={200: {"content": {"application/zip": {}}}, 304: {}},
+    summary="Download a version as a PEFT adapter (zip)",
 )
 def download_peft(
     adapter_id: str,
@@ -232,7 +246,11 @@ def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str,
     after_commit(session, published)
 
 
-@router.put("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
+@router.put(
+    "/v1/adapters/{adapter_id}/aliases/{alias}",
+    response_model=AliasOut,
+    summary="Publish a version under an alias",
+)
 def publish(
     request: Request,
     adapter_id: str,
@@ -262,7 +280,11 @@ def publish(
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
+@router.get(
+    "/v1/adapters/{adapter_id}/aliases/{alias}",
+    response_model=AliasOut,
+    summary="Show where an alias points",
+)
 def get_alias(
     adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep, response: Response
 ) -> AliasOut:
@@ -271,7 +293,11 @@ def get_alias(
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.post("/v1/adapters/{adapter_id}/aliases/{alias}/rollback", response_model=AliasOut)
+@router.post(
+    "/v1/adapters/{adapter_id}/aliases/{alias}/rollback",
+    response_model=AliasOut,
+    summary="Roll an alias back",
+)
 def rollback(
     request: Request,
     adapter_id: str,
@@ -298,7 +324,11 @@ def rollback(
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases/{alias}/history", response_model=Page[AliasEventOut])
+@router.get(
+    "/v1/adapters/{adapter_id}/aliases/{alias}/history",
+    response_model=Page[AliasEventOut],
+    summary="List an alias's moves",
+)
 def alias_history(
     adapter_id: str,
     alias: AliasName,

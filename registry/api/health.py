@@ -47,7 +47,7 @@ PACK_GAUGES = {
 }
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Is the process up?")
 def healthz() -> dict:
     """The process is up."""
     return {"status": "ok"}
@@ -58,7 +58,7 @@ def _check_database(request: Request) -> None:
         conn.execute(text("SELECT 1"))
 
 
-@router.get("/readyz")
+@router.get("/readyz", summary="Are the database, storage and broker reachable?")
 async def readyz(request: Request) -> JSONResponse:
     """Database, blob storage and broker are reachable."""
     state = request.app.state

@@ -37,7 +37,9 @@ from registry.storage import check_sha256
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
-@router.get("/files/{sha256}", response_model=ModelFileOut)
+@router.get(
+    "/files/{sha256}", response_model=ModelFileOut, summary="Check whether a model file is uploaded"
+)
 def get_model_file(
     sha256: str, principal: AdminDep, session: SessionDep, store: StoreDep
 ) -> ModelFileOut:
@@ -64,6 +66,7 @@ def get_model_file(
             },
         }
     },
+    summary="Upload a base-model file",
 )
 async def upload_model_file(
     sha256: str, request: Request, principal: AdminDep, store: StoreDep, settings: SettingsDep
@@ -81,7 +84,11 @@ async def upload_model_file(
     return await run_in_threadpool(store_and_record)
 
 
-@router.post("/files/{sha256}/presign", response_model=PresignOut)
+@router.post(
+    "/files/{sha256}/presign",
+    response_model=PresignOut,
+    summary="Get a presigned S3 URL for a model file",
+)
 def presign_model_file(
     sha256: str, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
 ) -> PresignOut:
@@ -108,7 +115,12 @@ def presign_model_file(
     return PresignOut(url=url, upload_id=upload_id, expires_in_s=ttl)
 
 
-@router.post("/files/{sha256}/complete", status_code=201, response_model=ModelFileOut)
+@router.post(
+    "/files/{sha256}/complete",
+    status_code=201,
+    response_model=ModelFileOut,
+    summary="Confirm a presigned model-file upload",
+)
 def complete_model_file(
     sha256: str,
     body: CompleteIn,
@@ -125,7 +137,7 @@ def complete_model_file(
     return ModelFileOut(sha256=info.sha256, size=info.size)
 
 
-@router.post("", status_code=201, response_model=BaseModelOut)
+@router.post("", status_code=201, response_model=BaseModelOut, summary="Register a base model")
 def register_base_model(
     body: BaseModelIn,
     principal: AdminDep,
@@ -146,7 +158,7 @@ def register_base_model(
     return BaseModelOut.model_validate(model)
 
 
-@router.get("", response_model=Page[BaseModelOut])
+@router.get("", response_model=Page[BaseModelOut], summary="List base models")
 def list_base_models(
     principal: ReadDep,
     session: SessionDep,
@@ -163,7 +175,7 @@ def list_base_models(
     )
 
 
-@router.get("/{base_model_id}", response_model=BaseModelOut)
+@router.get("/{base_model_id}", response_model=BaseModelOut, summary="Show a base model")
 def get_base_model(base_model_id: str, principal: ReadDep, session: SessionDep) -> BaseModelOut:
     """One base model with its targetable layers."""
     return BaseModelOut.model_validate(
@@ -171,7 +183,12 @@ def get_base_model(base_model_id: str, principal: ReadDep, session: SessionDep) 
     )
 
 
-@router.post("/{base_model_id}/projections", status_code=201, response_model=ProjectionOut)
+@router.post(
+    "/{base_model_id}/projections",
+    status_code=201,
+    response_model=ProjectionOut,
+    summary="Register a projection",
+)
 def register_projection(
     base_model_id: str,
     body: ProjectionIn,
@@ -189,7 +206,11 @@ def register_projection(
     return ProjectionOut.model_validate(projection)
 
 
-@router.get("/{base_model_id}/projections", response_model=Page[ProjectionOut])
+@router.get(
+    "/{base_model_id}/projections",
+    response_model=Page[ProjectionOut],
+    summary="List a base model's projections",
+)
 def list_projections(
     base_model_id: str,
     principal: ReadDep,

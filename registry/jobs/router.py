@@ -48,6 +48,7 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
             "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
         }
     },
+    summary="Upload a training dataset (JSONL)",
 )
 async def upload_dataset(
     request: Request,
@@ -70,7 +71,7 @@ async def upload_dataset(
         return await run_in_threadpool(store_dataset)
 
 
-@router.get("/v1/datasets", response_model=Page[DatasetOut])
+@router.get("/v1/datasets", response_model=Page[DatasetOut], summary="List datasets")
 def list_datasets(
     principal: ReadDep,
     session: SessionDep,
@@ -92,13 +93,13 @@ def list_datasets(
     )
 
 
-@router.get("/v1/datasets/{dataset_id}", response_model=DatasetOut)
+@router.get("/v1/datasets/{dataset_id}", response_model=DatasetOut, summary="Show a dataset")
 def get_dataset(dataset_id: str, principal: ReadDep, session: SessionDep) -> DatasetOut:
     """One dataset's record."""
     return DatasetOut.model_validate(datasets.get_dataset(session, principal.tenant_id, dataset_id))
 
 
-@router.post("/v1/jobs", status_code=202, response_model=JobOut)
+@router.post("/v1/jobs", status_code=202, response_model=JobOut, summary="Submit a training job")
 def submit_job(
     body: JobRequest,
     request: Request,
@@ -137,7 +138,7 @@ def _send(factory, dispatcher, job_id: str, queue: str | None) -> None:
         jobs.mark_sent(session, job_id)
 
 
-@router.get("/v1/jobs", response_model=Page[JobOut])
+@router.get("/v1/jobs", response_model=Page[JobOut], summary="List training jobs")
 def list_jobs(
     principal: ReadDep,
     session: SessionDep,
@@ -163,13 +164,13 @@ def list_jobs(
     )
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobOut)
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="Show a training job")
 def get_job(job_id: str, principal: ReadDep, session: SessionDep) -> JobOut:
     """A job's state, progress and result."""
     return JobOut.model_validate(jobs.get_job(session, principal.tenant_id, job_id))
 
 
-@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut)
+@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, summary="Cancel a training job")
 def cancel_job(job_id: str, principal: TrainDep, session: SessionDep) -> JobOut:
     """Cancel: a queued job at once, a running one at its next training step."""
     return JobOut.model_validate(jobs.request_cancel(session, principal.tenant_id, job_id))
@@ -186,6 +187,7 @@ def _events(request: Request, tenant_id: str, job_id: str, after: int, limit: in
     "/v1/jobs/{job_id}/events",
     response_model=list[JobEventOut],
     responses={200: {"content": {"text/event-stream": {}}}},
+    summary="Read or follow a job's events",
 )
 async def job_events(
     job_id: str,

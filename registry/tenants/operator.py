@@ -90,7 +90,9 @@ class QuotasIn(BaseModel):
     max_requests_per_s: float | None = Field(None, gt=0, le=1e6)
 
 
-@router.get("/tenants", response_model=Page[OperatorTenantOut])
+@router.get(
+    "/tenants", response_model=Page[OperatorTenantOut], summary="List every tenant (operator)"
+)
 def list_tenants(
     session: SessionDep,
     cursor: str | None = None,
@@ -111,7 +113,11 @@ def list_tenants(
     return Page(items=[OperatorTenantOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/tenants/{name}", response_model=OperatorTenantDetail)
+@router.get(
+    "/tenants/{name}",
+    response_model=OperatorTenantDetail,
+    summary="Show a tenant's quotas and retention (operator)",
+)
 def get_tenant(
     name: TenantName, session: SessionDep, settings: SettingsDep
 ) -> OperatorTenantDetail:
@@ -119,7 +125,11 @@ def get_tenant(
     return _detail(session, get_tenant_by_name(session, name), settings)
 
 
-@router.patch("/tenants/{name}/quotas", response_model=OperatorTenantDetail)
+@router.patch(
+    "/tenants/{name}/quotas",
+    response_model=OperatorTenantDetail,
+    summary="Set a tenant's quotas (operator)",
+)
 def set_quotas(
     name: TenantName, body: QuotasIn, session: SessionDep, settings: SettingsDep, request: Request
 ) -> OperatorTenantDetail:

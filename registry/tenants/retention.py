@@ -54,13 +54,13 @@ def _out(session, tenant_id: str, settings) -> RetentionOut:
     )
 
 
-@router.get("", response_model=RetentionOut)
+@router.get("", response_model=RetentionOut, summary="Show the retention policy")
 def get_retention(principal: ReadDep, session: SessionDep, settings: SettingsDep) -> RetentionOut:
     """The retention policy in force for this tenant."""
     return _out(session, principal.tenant_id, settings)
 
 
-@router.patch("", response_model=RetentionOut)
+@router.patch("", response_model=RetentionOut, summary="Change the retention policy")
 def set_retention(
     body: RetentionIn, principal: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> RetentionOut:

@@ -45,7 +45,7 @@ class NewKeyOut(KeyOut):
     api_key: str = Field(description="The key itself: shown this once, stored only hashed.")
 
 
-@router.post("", status_code=201, response_model=NewKeyOut)
+@router.post("", status_code=201, response_model=NewKeyOut, summary="Create an API key")
 def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyOut:
     """Create an API key for this tenant; the response is the only time it is shown."""
     key, plaintext = service.create_api_key(
@@ -54,7 +54,7 @@ def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyO
     return NewKeyOut(**KeyOut.model_validate(key).model_dump(), api_key=plaintext)
 
 
-@router.get("", response_model=Page[KeyOut])
+@router.get("", response_model=Page[KeyOut], summary="List API keys")
 def list_keys(
     principal: AdminDep,
     session: SessionDep,
@@ -71,7 +71,7 @@ def list_keys(
     )
 
 
-@router.delete("/{key_id}", response_model=KeyOut)
+@router.delete("/{key_id}", response_model=KeyOut, summary="Revoke an API key")
 def revoke_key(key_id: str, principal: AdminDep, session: SessionDep, request: Request) -> KeyOut:
     """Revoke a key: at once on this server, within a few seconds on the others (their
     auth caches)."""

@@ -25,7 +25,7 @@ class UsageOut(BaseModel):
     retention: dict[str, int]
 
 
-@router.get("/v1/usage", response_model=UsageOut)
+@router.get("/v1/usage", response_model=UsageOut, summary="Show usage against quotas")
 def get_usage(principal: ReadDep, session: SessionDep, settings: SettingsDep) -> UsageOut:
     """This tenant's usage against its limits, and its retention policy."""
     report = quotas.quota_report(session, principal.tenant_id, settings)
