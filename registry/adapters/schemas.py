@@ -69,7 +69,12 @@ class UserOut(BaseModel):
 class MetadataIn(BaseModel):
     """A change of description and tags: fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"description": "Alice's support-chat style", "add_tags": ["support"]}]
+        },
+    )
 
     description: Description | None = Field(
         None, description='New description; null or "" clears it.'
@@ -101,14 +106,22 @@ class AliasOut(BaseModel):
 
 
 class PublishIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"version": 3, "reason": "eval loss 0.41 beats v2"}]},
+    )
 
     version: int = Field(ge=1, le=2**31 - 1)
     reason: Reason | None = REASON
 
 
 class RollbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason": "v3 answers in the wrong language"}, {"to_version": 2}]
+        },
+    )
 
     to_version: int | None = Field(None, ge=1, le=2**31 - 1)
     reason: Reason | None = REASON

@@ -79,15 +79,18 @@ def error_statuses(route: APIRoute) -> set[int]:
         statuses.add(400)
     if flat.path_params or flat.query_params or flat.header_params:
         statuses.add(422)
-    statuses |= {int(s) for s in route.responses if str(s).isdigit() and int(s) >= 400}
+    statuses |= {int(s) for s in route.responses if str(s).isdigit() and 400 <= int(s) < 500}
     return statuses
 
 
 def _error_response(existing: dict | None, status: int) -> dict:
+    """The route's own description where it gave one (it says when), ours otherwise; always
+    our envelope, never FastAPI's `{"detail": [...]}`."""
     description = (existing or {}).get("description")
     if not description or description == "Validation Error":
         description = ERROR_DESCRIPTIONS.get(status, "See `error.code`.")
     return {
+        **(existing or {}),
         "description": description,
         "content": {"application/json": {"schema": {"$ref": _SCHEMA_REF}}},
     }

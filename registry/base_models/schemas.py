@@ -48,7 +48,34 @@ class ModelFileIn(BaseModel):
 
 
 class BaseModelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "llama-3.2-1b",
+                    "architecture": "LlamaForCausalLM",
+                    "layers": {
+                        "model.layers.0.self_attn.q_proj": [2048, 2048],
+                        "model.layers.0.self_attn.v_proj": [2048, 512],
+                    },
+                    "weights_hash": "sha256:" + "ab" * 32,
+                    "files": [
+                        {
+                            "path": "config.json",
+                            "sha256": "3f" * 32,
+                            "size": 877,
+                        },
+                        {
+                            "path": "model.safetensors",
+                            "sha256": "9c" * 32,
+                            "size": 2471645608,
+                        },
+                    ],
+                }
+            ]
+        },
+    )
 
     name: str = Field(min_length=1, max_length=200)
     architecture: str = Field(min_length=1, max_length=200)
@@ -95,7 +122,9 @@ class ModelFileOut(BaseModel):
 
 
 class PresignIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"size": 2200000000}]}
+    )
 
     size: int = Field(ge=0, le=PRESIGNED_PUT_MAX_BYTES, description="The file's size, bytes.")
 
@@ -107,13 +136,31 @@ class PresignOut(BaseModel):
 
 
 class CompleteIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"upload_id": "5f0c6a7e9b2d4c1a8e3f7b6d2c9a1e4f"}]},
+    )
 
     upload_id: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
 class ProjectionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "seed": 42,
+                    "r": 256,
+                    "max_d_in": 2048,
+                    "max_d_out": 2048,
+                    "generator": "kaiming_uniform/torch.Generator",
+                    "fingerprint": "sha256:" + "5e" * 32,
+                    "torch_version": "2.5.1",
+                }
+            ]
+        },
+    )
 
     seed: int = Field(ge=0, le=2**63 - 1)
     r: int = Field(ge=1, le=65536)

@@ -45,7 +45,13 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": '{"prompt": "Hi, my order is late.", "completion": "Sorry to'
+                    ' hear that! Let me check."}\n{"text": "Thanks for waiting, Alice."}\n',
+                }
+            },
         }
     },
     summary="Upload a training dataset (JSONL)",

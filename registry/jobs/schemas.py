@@ -56,7 +56,23 @@ class Hyperparameters(BaseModel):
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "alice",
+                    "adapter_name": "default",
+                    "dataset_id": "01JA3F6Y2S9K4V1C7W8N0B5D3E",
+                    "base_model_id": "01JA3F2M8Q7T6R5P4N3K2J1H0G",
+                    "projection_id": "01JA3F4B6C8D0E2F4G6H8J0K2M",
+                    "target_modules": ["q_proj", "v_proj"],
+                    "hyperparameters": {"learning_rate": "auto", "epochs": 3},
+                    "tags": ["nightly"],
+                }
+            ]
+        },
+    )
 
     user_id: UserId
     adapter_name: AdapterName = "default"

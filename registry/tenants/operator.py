@@ -82,7 +82,12 @@ class OperatorTenantDetail(OperatorTenantOut):
 class QuotasIn(BaseModel):
     """The fields to change; null resets a field to the operator's default (Settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"max_active_jobs": 20, "max_requests_per_s": 50.0}, {"max_users": None}]
+        },
+    )
 
     max_active_jobs: int | None = Field(None, ge=1, le=2**31 - 1)
     max_stored_bytes: int | None = Field(None, ge=0, le=2**63 - 1)

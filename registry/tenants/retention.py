@@ -38,7 +38,12 @@ class RetentionOut(BaseModel):
 class RetentionIn(BaseModel):
     """Only the fields sent change; null resets one to the operator's default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"keep_versions": 10, "keep_alias_days": 90}, {"keep_dataset_days": None}]
+        },
+    )
 
     keep_versions: Versions | None = None
     keep_alias_days: Days | None = None

@@ -24,7 +24,10 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "ci-trainer", "scopes": ["train"]}]},
+    )
 
     name: str = Field("default", min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1, max_length=3)

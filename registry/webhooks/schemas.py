@@ -14,7 +14,18 @@ EventType = Literal["job.succeeded", "job.failed", "alias.moved", "user.deleted"
 
 
 class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/vera",
+                    "event_types": ["job.succeeded", "alias.moved"],
+                    "description": "serving fleet",
+                }
+            ]
+        },
+    )
 
     url: Annotated[Text, Field(min_length=1, max_length=MAX_URL_LENGTH)] = Field(
         description="https:// URL the events are POSTed to; its host must resolve to public "
