@@ -7,7 +7,7 @@ cached; downstream servers learn it from the feed."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from registry.adapters import deletion
 from registry.adapters.pg_listener import EVENT_SEQS
@@ -20,6 +20,18 @@ router = APIRouter(tags=["erasure"])
 
 
 class DeletionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "adapter_ids": ["01JA4K7Q3V9X2B6N8M5C1D0F7H"],
+                    "counts": {"versions": 1, "blobs_freed": 1},
+                    "feed_seq": 1813,
+                }
+            ]
+        }
+    )
+
     adapter_ids: list[str] = Field(description="The adapters this deletion removed or changed.")
     counts: dict[str, int] = Field(description="Rows deleted by kind, and blobs freed.")
     feed_seq: int | None = Field(description="The feed event that announces the deletion.")

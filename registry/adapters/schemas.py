@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from registry.adapters import examples
 from registry.input_rules import bounded_text
 from registry.names import Tag
 
@@ -20,7 +21,9 @@ REASON = Field(None, description="Why: kept in the alias history and the audit l
 
 
 class AdapterOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [examples.ADAPTER]}
+    )
 
     id: str
     user_id: str
@@ -36,7 +39,9 @@ class AdapterOut(BaseModel):
 
 
 class VersionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [examples.VERSION]}
+    )
 
     adapter_id: str
     number: int
@@ -62,6 +67,8 @@ class UserAdapterOut(BaseModel):
 
 
 class UserOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.USER]})
+
     user_id: str
     adapters: list[UserAdapterOut] = Field(description="Those matching the filters, by name.")
 
@@ -95,6 +102,8 @@ class MetadataIn(BaseModel):
 
 
 class AliasOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ALIAS]})
+
     adapter_id: str
     alias: str
     version: int
@@ -132,7 +141,9 @@ class AliasEventOut(BaseModel):
     the deleted number), `adapter_deleted` (adapter_id null, see adapter_ids) or
     `user_deleted` (adapter_ids only: no user id survives an erasure)."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [examples.ALIAS_EVENT]}
+    )
 
     seq: int
     adapter_id: str | None
@@ -152,6 +163,8 @@ class AliasEventOut(BaseModel):
 
 
 class FeedOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.FEED]})
+
     events: list[AliasEventOut]
     last_seq: int = Field(description="Pass as `after` to continue from here.")
 
@@ -176,6 +189,8 @@ class ProjectionRef(BaseModel):
 
 class Manifest(BaseModel):
     """Everything a downstream server needs to load one user's adapter."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.MANIFEST]})
 
     user_id: str
     adapter_id: str

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
 
 from registry.api.errors import ErrorOut
 
@@ -32,7 +33,8 @@ ERROR_DESCRIPTIONS = {
     422: "Input that breaks a rule: `error.details` lists each field and what is wrong.",
     429: "Over the key's request rate: retry after `Retry-After` seconds.",
 }
-_SCHEMA_REF = f"#/components/schemas/{ErrorOut.__name__}"
+_REF_TEMPLATE = "#/components/schemas/{model}"
+_SCHEMA_REF = _REF_TEMPLATE.format(model=ErrorOut.__name__)
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,6 +98,23 @@ def _error_response(existing: dict | None, status: int) -> dict:
     }
 
 
+def restore_example_nulls(schema: dict, routes: list) -> None:
+    """FastAPI drops every null from the document, those in examples too, which leaves
+    examples that break their own schema (`"revoked_at": null` is required): put the
+    models' examples back as written."""
+    annotations = []
+    for route in api_routes(routes):
+        fields = [route.body_field, route.response_field, *route.response_fields.values()]
+        annotations += [f.field_info.annotation for f in fields if f is not None]
+    if not annotations:
+        return
+    written = TypeAdapter(tuple[tuple(annotations)]).json_schema(ref_template=_REF_TEMPLATE)
+    components = schema.get("components", {}).get("schemas", {})
+    for name, definition in written.get("$defs", {}).items():
+        if "examples" in definition and "examples" in components.get(name, {}):
+            components[name]["examples"] = definition["examples"]
+
+
 def document_errors(schema: dict, routes: list) -> dict:
     """Puts the error responses of each route into `schema` (FastAPI's document)."""
     for route in api_routes(routes):
@@ -110,7 +129,7 @@ def document_errors(schema: dict, routes: list) -> dict:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         components.pop(name, None)
-    defs = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = ErrorOut.model_json_schema(ref_template=_REF_TEMPLATE)
     components.update(defs.pop("$defs", {}))
     components[ErrorOut.__name__] = defs
     return schema
@@ -124,6 +143,7 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         schema = build()  # FastAPI's, rebuilt when a route was added since
         if documented != [id(schema)]:
+            restore_example_nulls(schema, app.routes)
             documented[:] = [id(document_errors(schema, app.routes))]
         return schema
 

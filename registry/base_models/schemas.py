@@ -102,7 +102,41 @@ class BaseModelIn(BaseModel):
 
 
 class BaseModelOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA3F2M8Q7T6R5P4N3K2J1H0G",
+                    "name": "llama-3.2-1b",
+                    "content_hash": "sha256:" + "7a" * 32,
+                    "weights_hash": "sha256:" + "ab" * 32,
+                    "architecture": "LlamaForCausalLM",
+                    "layers": {"model.layers.0.self_attn.q_proj": [2048, 2048]},
+                    "files": [
+                        {
+                            "path": "model.safetensors",
+                            "sha256": "9c" * 32,
+                            "size": 2471645608,
+                        }
+                    ],
+                    "source_uri": None,
+                    "capabilities": {
+                        "max_positions": 131072,
+                        "tasks": {
+                            "causal-lm": {
+                                "layers": {"model.layers.0.self_attn.q_proj": [2048, 2048]}
+                            }
+                        },
+                        "unsupported": {
+                            "sequence-classification": "no classification head class for this model"
+                        },
+                    },
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                }
+            ]
+        },
+    )
 
     id: str
     name: str
@@ -117,6 +151,17 @@ class BaseModelOut(BaseModel):
 
 
 class ModelFileOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sha256": "9c" * 32,
+                    "size": 2471645608,
+                }
+            ]
+        }
+    )
+
     sha256: str
     size: int
 
@@ -130,6 +175,18 @@ class PresignIn(BaseModel):
 
 
 class PresignOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://s3.example.com/vera/models/9c9c...?X-Amz-Signature=...",
+                    "upload_id": "5f0c6a7e9b2d4c1a8e3f7b6d2c9a1e4f",
+                    "expires_in_s": 3600,
+                }
+            ]
+        }
+    )
+
     url: str = Field(description="PUT the file's bytes here, then call .../complete.")
     upload_id: str
     expires_in_s: int
@@ -172,7 +229,25 @@ class ProjectionIn(BaseModel):
 
 
 class ProjectionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA3F4B6C8D0E2F4G6H8J0K2M",
+                    "base_model_id": "01JA3F2M8Q7T6R5P4N3K2J1H0G",
+                    "seed": 42,
+                    "r": 256,
+                    "max_d_in": 2048,
+                    "max_d_out": 2048,
+                    "generator": "kaiming_uniform/torch.Generator",
+                    "fingerprint": "sha256:" + "5e" * 32,
+                    "torch_version": "2.5.1",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                }
+            ]
+        },
+    )
 
     id: str
     base_model_id: str

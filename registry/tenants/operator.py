@@ -67,7 +67,18 @@ class QuotaOut(BaseModel):
 
 
 class OperatorTenantOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01J9ZY8W6U4S2Q0O8M6K4I2G0E",
+                    "name": "acme",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                }
+            ]
+        },
+    )
 
     id: str
     name: str
@@ -75,6 +86,27 @@ class OperatorTenantOut(BaseModel):
 
 
 class OperatorTenantDetail(OperatorTenantOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01J9ZY8W6U4S2Q0O8M6K4I2G0E",
+                    "name": "acme",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "quotas": {
+                        "max_active_jobs": {"limit": 20, "used": 3, "own": True},
+                        "max_users": {"limit": None, "used": 41, "own": False},
+                    },
+                    "retention": {
+                        "keep_versions": 10,
+                        "keep_alias_days": 90,
+                        "keep_dataset_days": 30,
+                    },
+                }
+            ]
+        }
+    )
+
     quotas: dict[str, QuotaOut]
     retention: dict[str, int]
 

@@ -27,6 +27,19 @@ Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
 class RetentionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "keep_versions": 10,
+                    "keep_alias_days": 90,
+                    "keep_dataset_days": 30,
+                    "tenant_set": ["keep_versions"],
+                }
+            ]
+        }
+    )
+
     keep_versions: int = Field(description="Newest versions of each adapter always kept.")
     keep_alias_days: int = Field(description="Versions an alias pointed at this recently stay.")
     keep_dataset_days: int = Field(description="Days an idle dataset is kept before purging.")

@@ -34,7 +34,21 @@ class KeyIn(BaseModel):
 
 
 class KeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
+                    "name": "ci-trainer",
+                    "prefix": "3f9a0c7be214",
+                    "scopes": ["train"],
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "revoked_at": None,
+                }
+            ]
+        },
+    )
 
     id: str
     name: str
@@ -45,6 +59,22 @@ class KeyOut(BaseModel):
 
 
 class NewKeyOut(KeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
+                    "name": "ci-trainer",
+                    "prefix": "3f9a0c7be214",
+                    "scopes": ["train"],
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "revoked_at": None,
+                    "api_key": "vera_3f9a0c7be214_Xc2mT9pL4vR7nW1bY6hJ0sD5fG8aQe",
+                }
+            ]
+        }
+    )
+
     api_key: str = Field(description="The key itself: shown this once, stored only hashed.")
 
 

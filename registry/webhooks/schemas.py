@@ -38,7 +38,20 @@ class WebhookIn(BaseModel):
 
 
 class WebhookOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA5B1C3D5E7F9G1H3J5K7M9N",
+                    "url": "https://hooks.example.com/vera",
+                    "event_types": ["job.succeeded", "alias.moved"],
+                    "description": "serving fleet",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                }
+            ]
+        },
+    )
 
     id: str
     url: str
@@ -48,6 +61,21 @@ class WebhookOut(BaseModel):
 
 
 class NewWebhookOut(WebhookOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA5B1C3D5E7F9G1H3J5K7M9N",
+                    "url": "https://hooks.example.com/vera",
+                    "event_types": ["job.succeeded", "alias.moved"],
+                    "description": "serving fleet",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "secret": "whsec_Q2x8Lm4Vt7Rb1Nc9Kd3Fg6Hj",
+                }
+            ]
+        }
+    )
+
     secret: str = Field(
         description="The signing secret (whsec_…): shown this once; verify each delivery's "
         "Vera-Signature header with it."
@@ -55,7 +83,34 @@ class NewWebhookOut(WebhookOut):
 
 
 class DeliveryOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA5B2D4F6H8K0M2P4R6T8V0X",
+                    "endpoint_id": "01JA5B1C3D5E7F9G1H3J5K7M9N",
+                    "event_id": "01JA5B2C0E2G4J6L8N0Q2S4U6W",
+                    "event_type": "alias.moved",
+                    "state": "succeeded",
+                    "attempts": 1,
+                    "next_attempt_at": None,
+                    "last_status": 200,
+                    "last_error": None,
+                    "payload": {
+                        "type": "alias.moved",
+                        "data": {
+                            "adapter_id": "01JA4K7Q3V9X2B6N8M5C1D0F7H",
+                            "alias": "live",
+                            "to_version": 3,
+                        },
+                    },
+                    "created_at": "2026-11-30T09:21:47.113Z",
+                    "delivered_at": "2026-11-30T09:21:47.113Z",
+                }
+            ]
+        },
+    )
 
     id: str
     endpoint_id: str
