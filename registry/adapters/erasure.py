@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry.adapters import deletion
 from registry.adapters.pg_listener import EVENT_SEQS
-from registry.adapters.router import PUSH_WAIT_S, _check_number
+from registry.adapters.router import PUSH_WAIT_S, VersionNumber
 from registry.api.deps import AdminDep, SessionDep, TrainDep
 from registry.db import after_commit
 from registry.names import UserId
@@ -57,15 +57,19 @@ def _finish(request: Request, session, tenant_id: str, done: deletion.Deletion) 
 
 @router.delete(
     "/v1/adapters/{adapter_id}/versions/{number}",
+    responses={409: {"description": "An alias or a warm-starting job uses it (`version_in_use`)."}},
     response_model=DeletionOut,
     summary="Delete an adapter version",
 )
 def delete_version(
-    request: Request, adapter_id: str, number: int, principal: TrainDep, session: SessionDep
+    request: Request,
+    adapter_id: str,
+    number: VersionNumber,
+    principal: TrainDep,
+    session: SessionDep,
 ) -> DeletionOut:
     """Delete a version (409 version_in_use while an alias points at it). Its number is
     never given out again."""
-    _check_number(number)
     done = deletion.delete_version(
         session, principal.tenant_id, adapter_id, number, actor_key_id=principal.key_id
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry.adapters import metadata, service, users
-from registry.adapters.router import _check_number, _version_out
+from registry.adapters.router import VersionNumber, _version_out
 from registry.adapters.schemas import (
     AdapterOut,
     MetadataIn,
@@ -91,11 +91,14 @@ def update_adapter(
     summary="Change a version's description and tags",
 )
 def update_version(
-    adapter_id: str, number: int, body: MetadataIn, principal: TrainDep, session: SessionDep
+    adapter_id: str,
+    number: VersionNumber,
+    body: MetadataIn,
+    principal: TrainDep,
+    session: SessionDep,
 ) -> VersionOut:
     """Change a version's description and tags; its content (vectors, metrics) never
     changes."""
-    _check_number(number)
     adapter = service.get_adapter(session, principal.tenant_id, adapter_id)
     version = service.get_version(session, principal.tenant_id, adapter_id, number)
     metadata.update(session, adapter, version, **body.changes())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
@@ -24,6 +24,7 @@ from registry.adapters.schemas import (
 from registry.adapters.serving import manifest_out
 from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
 from registry.api.etags import alias_precondition, etag_matches
+from registry.api.openapi import answers
 from registry.api.pagination import (
     DEFAULT_LIMIT,
     ByName,
@@ -116,40 +117,51 @@ def list_versions(
     )
 
 
+@answers(400)
+async def version_number(number: int) -> int:
+    """The `{number}` of a version path: 400 bad_version outside 1..2**31-1."""
+    if not 1 <= number <= 2**31 - 1:
+        raise BadRequest(f"version numbers start at 1, got {number}", code="bad_version")
+    return number
+
+
+VersionNumber = Annotated[int, Depends(version_number)]
+
+
 @router.get(
     "/v1/adapters/{adapter_id}/versions/{number}",
     response_model=VersionOut,
     summary="Show an adapter version",
 )
-def get_version(adapter_id: str, number: int, principal: ReadDep, session: SessionDep):
+def get_version(adapter_id: str, number: VersionNumber, principal: ReadDep, session: SessionDep):
     """One immutable version."""
-    _check_number(number)
     return _version_out(
         adapter_id, service.get_version(session, principal.tenant_id, adapter_id, number)
     )
 
 
-def _check_number(number: int) -> None:
-    if not 1 <= number <= 2**31 - 1:
-        raise BadRequest(f"version numbers start at 1, got {number}", code="bad_version")
-
-
 @router.get(
     "/v1/adapters/{adapter_id}/versions/{number}/blob",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 304: {}, 307: {}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {},
+        304: {},
+        307: {},
+        400: {"description": "A malformed `Range` header or version number."},
+        416: {"description": "The `Range` lies outside the file."},
+    },
     summary="Download a version's safetensors file",
 )
 async def download_blob(
     adapter_id: str,
-    number: int,
+    number: VersionNumber,
     request: Request,
     principal: ReadDep,
     store: StoreDep,
     settings: SettingsDep,
 ) -> Response:
     """The version's safetensors file (ETag = sha256; If-None-Match → 304; Range → 206)."""
-    _check_number(number)
     # Versions are immutable, so where a version's blob lives can be remembered until the
     # feed says it was deleted (manifest_cache: on_delete); with the blob bytes cached too,
     # a repeated download touches neither database nor disk.
@@ -191,14 +203,13 @@ def _version_blob(request: Request, tenant_id: str, adapter_id: str, number: int
 )
 def download_peft(
     adapter_id: str,
-    number: int,
+    number: VersionNumber,
     request: Request,
     principal: ReadDep,
     session: SessionDep,
     store: StoreDep,
 ) -> Response:
     """A zip of adapter_config.json + adapter_model.safetensors for PeftModel.from_pretrained."""
-    _check_number(number)
     version = service.get_version(session, principal.tenant_id, adapter_id, number)
     etag = f'"{version.blob_sha256}-peft"'
     headers = {
@@ -249,6 +260,13 @@ def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str,
 @router.put(
     "/v1/adapters/{adapter_id}/aliases/{alias}",
     response_model=AliasOut,
+    responses={
+        400: {"description": "A malformed `If-Match` or `If-None-Match`."},
+        409: {"description": "`If-Match` names another generation: the alias moved meanwhile."},
+        412: {
+            "description": "`If-Match: *` and no such alias, or `If-None-Match: *` and it exists."
+        },
+    },
     summary="Publish a version under an alias",
 )
 def publish(
@@ -296,6 +314,16 @@ def get_alias(
 @router.post(
     "/v1/adapters/{adapter_id}/aliases/{alias}/rollback",
     response_model=AliasOut,
+    responses={
+        400: {"description": "A malformed `If-Match` or `If-None-Match`."},
+        409: {
+            "description": "No earlier version to roll back to, or the alias moved "
+            "meanwhile (`If-Match`)."
+        },
+        412: {
+            "description": "`If-Match: *` and no such alias, or `If-None-Match: *` and it exists."
+        },
+    },
     summary="Roll an alias back",
 )
 def rollback(

@@ -38,8 +38,12 @@ def _resolve(request: Request, tenant_id: str, user_id: str, adapter: str, alias
 
 @router.get(
     "/v1/resolve",
+    responses={
+        304: {},
+        404: {"description": "The user has no such adapter, or it has no such alias."},
+        409: {"description": "`min_generation` is not visible here yet: retry shortly."},
+    },
     response_model=Manifest,
-    responses={304: {}},
     summary="Resolve a user's live adapter to its manifest",
 )
 async def resolve(

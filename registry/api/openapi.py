@@ -74,8 +74,9 @@ def error_statuses(route: APIRoute) -> set[int]:
     flat = route.dependant
     if flat.path_params:
         statuses.add(404)
-    has_body = route.body_field is not None or "requestBody" in (route.openapi_extra or {})
-    if has_body:
+    if route.body_field is not None:
+        statuses.add(400)  # JSON that does not parse
+    if route.body_field is not None or "requestBody" in (route.openapi_extra or {}):
         statuses |= {408, 413, 422}
     if any(param.alias == "cursor" for param in flat.query_params):
         statuses.add(400)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
+from registry.api.openapi import answers
 from registry.api.pagination import (
     DEFAULT_LIMIT,
     ByCreatedAt,
@@ -37,11 +39,20 @@ from registry.storage import check_sha256
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
+@answers(400)
+async def file_sha256(sha256: str) -> str:
+    """The `{sha256}` of a file path: 400 bad_sha256 unless 64 lowercase hex digits."""
+    return check_sha256(sha256)
+
+
+FileSha256 = Annotated[str, Depends(file_sha256)]
+
+
 @router.get(
     "/files/{sha256}", response_model=ModelFileOut, summary="Check whether a model file is uploaded"
 )
 def get_model_file(
-    sha256: str, principal: AdminDep, session: SessionDep, store: StoreDep
+    sha256: FileSha256, principal: AdminDep, session: SessionDep, store: StoreDep
 ) -> ModelFileOut:
     """Whether this tenant already uploaded a file (then it need not be sent again): its
     size, or 404. Not the bytes: workers read those from the store."""
@@ -69,7 +80,11 @@ def get_model_file(
     summary="Upload a base-model file",
 )
 async def upload_model_file(
-    sha256: str, request: Request, principal: AdminDep, store: StoreDep, settings: SettingsDep
+    sha256: FileSha256,
+    request: Request,
+    principal: AdminDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> ModelFileOut:
     """Stream one base-model file (the body) into the store; it must hash to `sha256`.
     Bodies above VERA_MAX_MODEL_FILE_BYTES are refused (413) by the body-limit middleware."""
@@ -87,14 +102,14 @@ async def upload_model_file(
 @router.post(
     "/files/{sha256}/presign",
     response_model=PresignOut,
+    responses={409: {"description": "Presigned uploads are off (`presign_unavailable`)."}},
     summary="Get a presigned S3 URL for a model file",
 )
 def presign_model_file(
-    sha256: str, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
+    sha256: FileSha256, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
 ) -> PresignOut:
     """A presigned URL to PUT one file straight to S3 (VERA_S3_PRESIGN_UPLOADS), then
     POST .../complete; 409 when this registry takes uploads only through the API."""
-    check_sha256(sha256)
     if body.size > settings.max_model_file_bytes:
         raise TooLarge(
             f"file of {body.size} bytes exceeds VERA_MAX_MODEL_FILE_BYTES",
@@ -122,7 +137,7 @@ def presign_model_file(
     summary="Confirm a presigned model-file upload",
 )
 def complete_model_file(
-    sha256: str,
+    sha256: FileSha256,
     body: CompleteIn,
     principal: AdminDep,
     session: SessionDep,
@@ -131,13 +146,22 @@ def complete_model_file(
 ) -> ModelFileOut:
     """Verify what landed at the presigned URL (it must hash to `sha256`) and keep it."""
     info = store.adopt_staged(
-        principal.tenant_id, body.upload_id, check_sha256(sha256), settings.max_model_file_bytes
+        principal.tenant_id, body.upload_id, sha256, settings.max_model_file_bytes
     )
     uploads.record_upload(session, principal.tenant_id, info)
     return ModelFileOut(sha256=info.sha256, size=info.size)
 
 
-@router.post("", status_code=201, response_model=BaseModelOut, summary="Register a base model")
+@router.post(
+    "",
+    status_code=201,
+    response_model=BaseModelOut,
+    responses={
+        200: {"model": BaseModelOut, "description": "Registered before: the same base model."},
+        409: {"description": "The same files are registered with other layers or capabilities."},
+    },
+    summary="Register a base model",
+)
 def register_base_model(
     body: BaseModelIn,
     principal: AdminDep,
@@ -187,6 +211,10 @@ def get_base_model(base_model_id: str, principal: ReadDep, session: SessionDep) 
     "/{base_model_id}/projections",
     status_code=201,
     response_model=ProjectionOut,
+    responses={
+        200: {"model": ProjectionOut, "description": "Registered before: the same projection."},
+        409: {"description": "These parameters are recorded with another fingerprint."},
+    },
     summary="Register a projection",
 )
 def register_projection(

@@ -42,6 +42,7 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
     "/v1/datasets",
     status_code=201,
     response_model=DatasetOut,
+    responses={409: {"description": "A new user would exceed the tenant's `max_users`."}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -105,7 +106,19 @@ def get_dataset(dataset_id: str, principal: ReadDep, session: SessionDep) -> Dat
     return DatasetOut.model_validate(datasets.get_dataset(session, principal.tenant_id, dataset_id))
 
 
-@router.post("/v1/jobs", status_code=202, response_model=JobOut, summary="Submit a training job")
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"model": JobOut, "description": "The job this `Idempotency-Key` made before."},
+        409: {
+            "description": "The `Idempotency-Key` was used for another body, a quota is "
+            "reached, or the adapter is bound to another base model or projection."
+        },
+    },
+    summary="Submit a training job",
+)
 def submit_job(
     body: JobRequest,
     request: Request,
@@ -176,7 +189,12 @@ def get_job(job_id: str, principal: ReadDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(jobs.get_job(session, principal.tenant_id, job_id))
 
 
-@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut, summary="Cancel a training job")
+@router.post(
+    "/v1/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={409: {"description": "The job already finished (`job_finished`)."}},
+    summary="Cancel a training job",
+)
 def cancel_job(job_id: str, principal: TrainDep, session: SessionDep) -> JobOut:
     """Cancel: a queued job at once, a running one at its next training step."""
     return JobOut.model_validate(jobs.request_cancel(session, principal.tenant_id, job_id))

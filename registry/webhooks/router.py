@@ -21,7 +21,11 @@ def _cursor(rows: list, limit: int) -> str | None:
 
 
 @router.post(
-    "", status_code=201, response_model=NewWebhookOut, summary="Register a webhook endpoint"
+    "",
+    status_code=201,
+    response_model=NewWebhookOut,
+    responses={409: {"description": "The tenant has the most endpoints allowed."}},
+    summary="Register a webhook endpoint",
 )
 def create_webhook(
     body: WebhookIn, principal: AdminDep, session: SessionDep, settings: SettingsDep
