@@ -22,7 +22,14 @@ from registry.adapters.schemas import (
     VersionOut,
 )
 from registry.adapters.serving import manifest_out
-from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
+from registry.api.deps import (
+    PrincipalDep,
+    ReadDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TrainDep,
+)
 from registry.api.etags import alias_precondition, etag_matches
 from registry.api.openapi import answers
 from registry.api.pagination import (
@@ -118,8 +125,9 @@ def list_versions(
 
 
 @answers(400)
-async def version_number(number: int) -> int:
-    """The `{number}` of a version path: 400 bad_version outside 1..2**31-1."""
+async def version_number(number: int, _: PrincipalDep) -> int:
+    """The `{number}` of a version path: 400 bad_version outside 1..2**31-1 (after the
+    key is checked: a caller without one learns nothing, 401)."""
     if not 1 <= number <= 2**31 - 1:
         raise BadRequest(f"version numbers start at 1, got {number}", code="bad_version")
     return number

@@ -80,9 +80,13 @@ async def get_principal(
     return principal
 
 
+# The caller's key, whatever its scopes (FastAPI resolves it once per request).
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
 def require(scope: str):
     @answers(403)
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: PrincipalDep) -> Principal:
         if scope not in granted_scopes(principal.scopes):
             raise Forbidden(
                 f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})",

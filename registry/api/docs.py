@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -29,26 +29,32 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
     """Serve the two documentation pages and their assets; build the app with
     `docs_url=None, redoc_url=None` so FastAPI's CDN pages are not installed too."""
     app.mount(DOCS_ASSETS_URL, StaticFiles(directory=_assets_directory()), name="docs-assets")
-    favicon = f"{DOCS_ASSETS_URL}/favicon.png"
+
+    def urls(request: Request) -> tuple[str, str]:
+        # Behind a proxy that serves the API under a prefix, the page must ask for it too.
+        root = request.scope.get("root_path", "")
+        return f"{root}{app.openapi_url}", f"{root}{DOCS_ASSETS_URL}"
 
     @app.get(docs_url, include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        openapi_url, assets = urls(request)
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=openapi_url,
             title=f"{app.title}: API reference",
-            swagger_js_url=f"{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=favicon,
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
             oauth2_redirect_url=None,  # Bearer keys only: no OAuth2 flow to return from
             swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
         )
 
     @app.get(redoc_url, include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
+        openapi_url, assets = urls(request)
         return get_redoc_html(
-            openapi_url=app.openapi_url or "/openapi.json",
+            openapi_url=openapi_url,
             title=f"{app.title}: API reference",
-            redoc_js_url=f"{DOCS_ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=favicon,
+            redoc_js_url=f"{assets}/redoc.standalone.js",
+            redoc_favicon_url=f"{assets}/favicon.png",
             with_google_fonts=False,
         )

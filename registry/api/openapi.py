@@ -69,18 +69,21 @@ def api_routes(routes: list) -> Iterator[APIRoute]:
 def error_statuses(route: APIRoute) -> set[int]:
     """Every 4xx status the route can answer, by what it is made of and what it declares."""
     statuses: set[int] = set()
+    path, query, header = set(), set(), set()
     for dependant in _dependants(route.dependant):
         statuses |= getattr(dependant.call, "error_statuses", frozenset())
-    flat = route.dependant
-    if flat.path_params:
+        path |= {param.alias for param in dependant.path_params}
+        query |= {param.alias for param in dependant.query_params}
+        header |= {param.alias for param in dependant.header_params}
+    if path:
         statuses.add(404)
     if route.body_field is not None:
         statuses.add(400)  # JSON that does not parse
     if route.body_field is not None or "requestBody" in (route.openapi_extra or {}):
         statuses |= {408, 413, 422}
-    if any(param.alias == "cursor" for param in flat.query_params):
+    if "cursor" in query:
         statuses.add(400)
-    if flat.path_params or flat.query_params or flat.header_params:
+    if path or query or header:
         statuses.add(422)
     statuses |= {int(s) for s in route.responses if str(s).isdigit() and 400 <= int(s) < 500}
     return statuses

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
+from registry.api.deps import AdminDep, PrincipalDep, ReadDep, SessionDep, SettingsDep, StoreDep
 from registry.api.openapi import answers
 from registry.api.pagination import (
     DEFAULT_LIMIT,
@@ -40,8 +40,9 @@ router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
 @answers(400)
-async def file_sha256(sha256: str) -> str:
-    """The `{sha256}` of a file path: 400 bad_sha256 unless 64 lowercase hex digits."""
+async def file_sha256(sha256: str, _: PrincipalDep) -> str:
+    """The `{sha256}` of a file path: 400 bad_sha256 unless 64 lowercase hex digits (after
+    the key is checked)."""
     return check_sha256(sha256)
 
 
