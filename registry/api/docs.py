@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 DOCS_ASSETS_URL = "/docs-assets"
 ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
 # The default validatorUrl makes Swagger UI fetch a badge from swagger.io.
-SWAGGER_UI_PARAMETERS = {"validatorUrl": None, "persistAuthorization": True}
+SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
 
 
 def _assets_directory() -> str:
