@@ -48,6 +48,7 @@ def create_app(
     from registry.api.health import router as health_router
     from registry.audit.router import router as audit_router
     from registry.base_models.router import router as base_models_router
+    from registry.console.router import router as console_router
     from registry.jobs.router import router as jobs_router
     from registry.tenants.me import router as me_router
     from registry.tenants.operator import router as operator_router
@@ -124,6 +125,7 @@ def create_app(
         usage_router,
         operator_router,
         webhooks_router,
+        console_router,
     ):
         app.include_router(router)
     return app

@@ -1,4 +1,5 @@
-"""Descriptions and tags (PATCH), and the tenant's users with their adapters (search)."""
+"""Descriptions and tags (PATCH); browsing: the tenant's users with their adapters
+(search), an adapter's aliases."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from registry.adapters import metadata, service, users
 from registry.adapters.router import VersionNumber, _version_out
 from registry.adapters.schemas import (
     AdapterOut,
+    AliasSummaryOut,
     MetadataIn,
     UserAdapterOut,
     UserOut,
@@ -18,7 +20,7 @@ from registry.adapters.schemas import (
 from registry.api.deps import ReadDep, SessionDep, TrainDep
 from registry.api.pagination import DEFAULT_LIMIT, ByName, Limit, Page, decode_cursor, next_cursor
 from registry.input_rules import IsoUtcDatetime
-from registry.names import Tag
+from registry.names import Tag, UserId
 
 router = APIRouter(tags=["adapters"])
 
@@ -28,6 +30,9 @@ def list_users(
     principal: ReadDep,
     session: SessionDep,
     tag: Annotated[Tag | None, Query(description="Only adapters with this tag.")] = None,
+    user_id_prefix: Annotated[
+        UserId | None, Query(description="Only users whose id starts with this text.")
+    ] = None,
     base_model_id: Annotated[
         str | None, Query(max_length=64, description="Only adapters of this base model.")
     ] = None,
@@ -44,6 +49,7 @@ def list_users(
         session,
         principal.tenant_id,
         tag=tag,
+        user_id_prefix=user_id_prefix,
         base_model_id=base_model_id,
         updated_since=updated_since,
         after_user_id=decode_cursor(cursor, ByName),
@@ -103,3 +109,31 @@ def update_version(
     version = service.get_version(session, principal.tenant_id, adapter_id, number)
     metadata.update(session, adapter, version, **body.changes())
     return _version_out(adapter_id, version)
+
+
+@router.get("/v1/adapters/{adapter_id}/aliases", response_model=Page[AliasSummaryOut])
+def list_aliases(
+    adapter_id: str,
+    principal: ReadDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[AliasSummaryOut]:
+    """The adapter's aliases by name: the version each points at and its generation."""
+    rows = service.list_aliases(
+        session,
+        principal.tenant_id,
+        adapter_id,
+        after_name=decode_cursor(cursor, ByName),
+        limit=limit,
+    )
+    items = [
+        AliasSummaryOut(
+            alias=alias.name,
+            version=number,
+            generation=alias.generation,
+            updated_at=alias.updated_at,
+        )
+        for alias, number in rows
+    ]
+    return Page(items=items, next_cursor=next_cursor(items, limit, lambda a: a.alias))

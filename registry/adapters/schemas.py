@@ -114,6 +114,13 @@ class AliasOut(BaseModel):
     )
 
 
+class AliasSummaryOut(BaseModel):
+    alias: str
+    version: int = Field(description="The version number it points at.")
+    generation: int = Field(description='Rises on every move: send it as If-Match: "<n>".')
+    updated_at: datetime
+
+
 class PublishIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

@@ -197,6 +197,26 @@ def get_alias(session: Session, tenant_id: str, adapter_id: str, name: str) -> A
     return alias
 
 
+def list_aliases(
+    session: Session,
+    tenant_id: str,
+    adapter_id: str,
+    *,
+    after_name: str | None = None,
+    limit: int | None = None,
+) -> list[tuple[Alias, int]]:
+    """The adapter's aliases by name, each with the version number it points at."""
+    get_adapter(session, tenant_id, adapter_id)
+    query = (
+        select(Alias, AdapterVersion.number)
+        .join(AdapterVersion, AdapterVersion.id == Alias.version_id)
+        .where(Alias.adapter_id == adapter_id, Alias.tenant_id == tenant_id)
+    )
+    if after_name is not None:
+        query = query.where(Alias.name > after_name)
+    return [tuple(row) for row in session.execute(query.order_by(Alias.name).limit(limit))]
+
+
 def set_alias(
     session: Session,
     tenant_id: str,

@@ -28,6 +28,7 @@ def list_users(
     tenant_id: str,
     *,
     tag: str | None = None,
+    user_id_prefix: str | None = None,
     base_model_id: str | None = None,
     updated_since: datetime | None = None,
     after_user_id: str | None = None,
@@ -36,6 +37,9 @@ def list_users(
     """Users by id, each with their adapters that match every filter given (a user
     without a matching adapter is left out); `after_user_id`: the prior page's last."""
     matching = [Adapter.tenant_id == tenant_id]
+    if user_id_prefix:
+        # autoescape: a `%` or `_` in the prefix is a literal character, not a wildcard.
+        matching.append(Adapter.user_id.startswith(user_id_prefix, autoescape=True))
     if tag is not None:
         matching.append(Adapter.tag_rows.any(AdapterTag.tag == tag))
     if base_model_id is not None:

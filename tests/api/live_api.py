@@ -1,4 +1,5 @@
-"""The API as production runs it: a uvicorn process of its own, over a SQLite file."""
+"""The API as production runs it: a uvicorn process of its own, over a SQLite file (or the
+PostgreSQL database a test passes)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 class LiveApi:
     """`uvicorn registry.main:create_app` with these VERA_* settings; TMPDIR is `spool`."""
 
-    def __init__(self, workdir: Path, **settings: str) -> None:
+    def __init__(self, workdir: Path, database_url: str | None = None, **settings: str) -> None:
         self.workdir, self.port = workdir, free_port()
-        self.database_url = f"sqlite:///{workdir / 'registry.db'}"
+        self.database_url = database_url or f"sqlite:///{workdir / 'registry.db'}"
         self.blobs, self.spool = workdir / "blobs", workdir / "spool"
         self.spool.mkdir(parents=True)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("VERA_")}
