@@ -80,6 +80,12 @@ ALIAS = {
     "generation": 4,
     "manifest": MANIFEST,
 }
+ALIAS_SUMMARY = {
+    "alias": "live",
+    "version": 3,
+    "generation": 4,
+    "updated_at": "2026-11-30T09:21:47.113Z",
+}
 ALIAS_EVENT = {
     "seq": 1812,
     "adapter_id": "01JA4K7Q3V9X2B6N8M5C1D0F7H",

@@ -111,7 +111,11 @@ def update_version(
     return _version_out(adapter_id, version)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases", response_model=Page[AliasSummaryOut])
+@router.get(
+    "/v1/adapters/{adapter_id}/aliases",
+    response_model=Page[AliasSummaryOut],
+    summary="List an adapter's aliases",
+)
 def list_aliases(
     adapter_id: str,
     principal: ReadDep,

@@ -115,6 +115,8 @@ class AliasOut(BaseModel):
 
 
 class AliasSummaryOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ALIAS_SUMMARY]})
+
     alias: str
     version: int = Field(description="The version number it points at.")
     generation: int = Field(description='Rises on every move: send it as If-Match: "<n>".')
