@@ -19,10 +19,29 @@ DOCS_ASSETS_URL = "/docs-assets"
 ASSET_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
 # The default validatorUrl makes Swagger UI fetch a badge from swagger.io.
 SWAGGER_UI_PARAMETERS = {"validatorUrl": None}
+# The browser enforces "nothing from outside": ReDoc's side menu always shows a logo from
+# cdn.redoc.ly (no option turns it off; offline its <img> just hides), and a later
+# version of either bundle may want more. Inline script and styles: the pages' own.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "worker-src 'self' blob:",
+        "connect-src 'self'",
+    )
+)
 
 
 def _assets_directory() -> str:
     return str(files("fastapi_offline") / "static")
+
+
+def _self_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return page
 
 
 def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
@@ -38,23 +57,27 @@ def install_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc
     @app.get(docs_url, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         openapi_url, assets = urls(request)
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title}: API reference",
-            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
-            swagger_css_url=f"{assets}/swagger-ui.css",
-            swagger_favicon_url=f"{assets}/favicon.png",
-            oauth2_redirect_url=None,  # Bearer keys only: no OAuth2 flow to return from
-            swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+        return _self_only(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{app.title}: API reference",
+                swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                swagger_css_url=f"{assets}/swagger-ui.css",
+                swagger_favicon_url=f"{assets}/favicon.png",
+                oauth2_redirect_url=None,  # Bearer keys only: no OAuth2 flow to return from
+                swagger_ui_parameters=SWAGGER_UI_PARAMETERS,
+            )
         )
 
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         openapi_url, assets = urls(request)
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{app.title}: API reference",
-            redoc_js_url=f"{assets}/redoc.standalone.js",
-            redoc_favicon_url=f"{assets}/favicon.png",
-            with_google_fonts=False,
+        return _self_only(
+            get_redoc_html(
+                openapi_url=openapi_url,
+                title=f"{app.title}: API reference",
+                redoc_js_url=f"{assets}/redoc.standalone.js",
+                redoc_favicon_url=f"{assets}/favicon.png",
+                with_google_fonts=False,
+            )
         )
