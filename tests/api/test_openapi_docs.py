@@ -195,3 +195,6 @@ def test_docs_pages_load_only_local_assets(client, page):
         assert asset.status_code == 200, url
         assert len(asset.content) > 1000, url
     assert "/openapi.json" in html
+    # The browser refuses whatever the bundles would still fetch from outside.
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "https:" not in policy
