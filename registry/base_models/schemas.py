@@ -201,22 +201,21 @@ class CompleteIn(BaseModel):
     upload_id: str = Field(pattern=r"^[0-9a-f]{32}$")
 
 
+PROJECTION_EXAMPLE = {
+    "seed": 42,
+    "r": 256,
+    "max_d_in": 2048,
+    "max_d_out": 2048,
+    "generator": "kaiming_uniform/torch.Generator",
+    "fingerprint": "sha256:" + "5e" * 32,
+    "torch_version": "2.5.1",
+}
+
+
 class ProjectionIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "seed": 42,
-                    "r": 256,
-                    "max_d_in": 2048,
-                    "max_d_out": 2048,
-                    "generator": "kaiming_uniform/torch.Generator",
-                    "fingerprint": "sha256:" + "5e" * 32,
-                    "torch_version": "2.5.1",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [PROJECTION_EXAMPLE]},
     )
 
     seed: int = Field(ge=0, le=2**63 - 1)
@@ -236,13 +235,7 @@ class ProjectionOut(BaseModel):
                 {
                     "id": "01JA3F4B6C8D0E2F4G6H8J0K2M",
                     "base_model_id": "01JA3F2M8Q7T6R5P4N3K2J1H0G",
-                    "seed": 42,
-                    "r": 256,
-                    "max_d_in": 2048,
-                    "max_d_out": 2048,
-                    "generator": "kaiming_uniform/torch.Generator",
-                    "fingerprint": "sha256:" + "5e" * 32,
-                    "torch_version": "2.5.1",
+                    **PROJECTION_EXAMPLE,
                     "created_at": "2026-11-30T09:15:02.481Z",
                 }
             ]

@@ -33,21 +33,20 @@ class KeyIn(BaseModel):
     scopes: list[str] = Field(min_length=1, max_length=3)
 
 
+KEY_EXAMPLE = {
+    "id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
+    "name": "ci-trainer",
+    "prefix": "3f9a0c7be214",
+    "scopes": ["train"],
+    "created_at": "2026-11-30T09:15:02.481Z",
+    "revoked_at": None,
+}
+
+
 class KeyOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
-                    "name": "ci-trainer",
-                    "prefix": "3f9a0c7be214",
-                    "scopes": ["train"],
-                    "created_at": "2026-11-30T09:15:02.481Z",
-                    "revoked_at": None,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [KEY_EXAMPLE]},
     )
 
     id: str
@@ -62,15 +61,7 @@ class NewKeyOut(KeyOut):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {
-                    "id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
-                    "name": "ci-trainer",
-                    "prefix": "3f9a0c7be214",
-                    "scopes": ["train"],
-                    "created_at": "2026-11-30T09:15:02.481Z",
-                    "revoked_at": None,
-                    "api_key": "vera_3f9a0c7be214_Xc2mT9pL4vR7nW1bY6hJ0sD5fG8aQe",
-                }
+                {**KEY_EXAMPLE, "api_key": "vera_3f9a0c7be214_Xc2mT9pL4vR7nW1bY6hJ0sD5fG8aQe"}
             ]
         }
     )

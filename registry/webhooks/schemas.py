@@ -37,20 +37,19 @@ class WebhookIn(BaseModel):
     description: Annotated[Text, Field(max_length=2000)] | None = None
 
 
+WEBHOOK_EXAMPLE = {
+    "id": "01JA5B1C3D5E7F9G1H3J5K7M9N",
+    "url": "https://hooks.example.com/vera",
+    "event_types": ["job.succeeded", "alias.moved"],
+    "description": "serving fleet",
+    "created_at": "2026-11-30T09:15:02.481Z",
+}
+
+
 class WebhookOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": "01JA5B1C3D5E7F9G1H3J5K7M9N",
-                    "url": "https://hooks.example.com/vera",
-                    "event_types": ["job.succeeded", "alias.moved"],
-                    "description": "serving fleet",
-                    "created_at": "2026-11-30T09:15:02.481Z",
-                }
-            ]
-        },
+        json_schema_extra={"examples": [WEBHOOK_EXAMPLE]},
     )
 
     id: str
@@ -63,16 +62,7 @@ class WebhookOut(BaseModel):
 class NewWebhookOut(WebhookOut):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "id": "01JA5B1C3D5E7F9G1H3J5K7M9N",
-                    "url": "https://hooks.example.com/vera",
-                    "event_types": ["job.succeeded", "alias.moved"],
-                    "description": "serving fleet",
-                    "created_at": "2026-11-30T09:15:02.481Z",
-                    "secret": "whsec_Q2x8Lm4Vt7Rb1Nc9Kd3Fg6Hj",
-                }
-            ]
+            "examples": [{**WEBHOOK_EXAMPLE, "secret": "whsec_Q2x8Lm4Vt7Rb1Nc9Kd3Fg6Hj"}]
         }
     )
 
