@@ -8,8 +8,9 @@ deployment cannot reach.
 
 from __future__ import annotations
 
-from importlib.resources import files
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -36,7 +37,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 
 def _assets_directory() -> str:
-    return str(files("fastapi_offline") / "static")
+    return str(Path(fastapi_offline.__file__).parent / "static")
 
 
 def _self_only(page: HTMLResponse) -> HTMLResponse:
