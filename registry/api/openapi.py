@@ -2,7 +2,8 @@
 
 Derived when the document is built, from what each route is made of, so that a route added
 later is documented the same way: its dependencies say what they refuse (`answers`), a path
-id means 404, a body means 413 and 422, a cursor means 400. What only a route's own code
+id means 404, a body 408, 413 and 422 (and 400 when it must parse as JSON), a cursor 400,
+any parameter 422. What only a route's own code
 knows (a 409 from its service) it declares in `responses={409: {"description": ...}}`;
 every error status, however declared, gets the `ErrorOut` schema. FastAPI's
 `HTTPValidationError` (`{"detail": [...]}`) is replaced: our 422 is the envelope too.
