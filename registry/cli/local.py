@@ -246,6 +246,7 @@ def up(host: str | None, port: int | None, no_worker: bool) -> None:
         lines = [
             "VeRA Registry is up",
             f"  API:       {stack.url}  (interactive docs: {stack.url}/docs)",
+            f"  console:   {stack.url}/ui/  (sign in with the admin key below)",
             f"  admin key: {stack.api_key}",
             f"  state:     {settings.home.resolve()}  (URL and key saved for the CLI)",
         ]

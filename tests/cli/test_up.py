@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,10 @@ def wait_until(predicate, timeout: float = 120.0, what: str = "") -> None:
 def test_up_trains_with_the_cli_and_ctrl_c_stops_everything(up, tmp_path):
     banner = up.start()
     assert f"http://127.0.0.1:{up.port}" in banner
+    console = re.search(r"console:\s+(\S+)", banner).group(1)
+    assert console == f"http://127.0.0.1:{up.port}/ui/"
+    with urllib.request.urlopen(console, timeout=10) as page:
+        assert b'<script type="module" src="/ui/app.js">' in page.read()
     home = (tmp_path / ".vera").resolve()
     assert (home / "registry.db").is_file()  # SQLite, under ./.vera, no configuration
     assert oct((home / "credentials.json").stat().st_mode)[-3:] == "600"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from registry.adapters import service as adapters
 from registry.db import make_engine, make_sessionmaker, session_scope
@@ -65,7 +66,7 @@ class LiveRegistry:
     """The live API and what the tests sign in with."""
 
     url: str
-    database_url: str
+    sessions: sessionmaker  # over the API's own database
     blobs: Path
     tenant_id: str
     tenant_name: str
@@ -74,14 +75,10 @@ class LiveRegistry:
     other_keys: dict[str, str] = field(default_factory=dict)
 
     @contextmanager
-    def session(self) -> Iterator:
+    def session(self) -> Iterator[Session]:
         """A transaction on the API's own database, for rows a test sets up directly."""
-        engine = make_engine(self.database_url)
-        try:
-            with session_scope(make_sessionmaker(engine)) as session:
-                yield session
-        finally:
-            engine.dispose()
+        with session_scope(self.sessions) as session:
+            yield session
 
     def adapter(self, user_id: str, metrics: list[dict], tenant_id: str | None = None) -> str:
         """An adapter of `user_id` with a version per entry of `metrics` (real blobs)."""
@@ -106,9 +103,10 @@ def live_registry(tmp_path_factory) -> Iterator[LiveRegistry]:
     with temporary_database("vera_ui") as database_url:
         api = LiveApi(tmp_path_factory.mktemp("ui-api"), database_url=database_url)
         api.start()
+        engine = make_engine(database_url)
         try:
-            engine = make_engine(database_url)
-            with session_scope(make_sessionmaker(engine)) as session:
+            sessions = make_sessionmaker(engine)
+            with session_scope(sessions) as session:
                 tenant = factories.tenant(session, "Acme Robotics")
                 keys = {
                     scope: factories.api_key(session, tenant.id, [scope])[1]
@@ -117,10 +115,9 @@ def live_registry(tmp_path_factory) -> Iterator[LiveRegistry]:
                 other = factories.tenant(session)
                 other_keys = {"admin": factories.api_key(session, other.id, ["admin"])[1]}
                 ids = (tenant.id, tenant.name, other.id)
-            engine.dispose()
             yield LiveRegistry(
                 url=f"http://127.0.0.1:{api.port}",
-                database_url=database_url,
+                sessions=sessions,
                 blobs=api.blobs,
                 tenant_id=ids[0],
                 tenant_name=ids[1],
@@ -129,6 +126,7 @@ def live_registry(tmp_path_factory) -> Iterator[LiveRegistry]:
                 other_keys=other_keys,
             )
         finally:
+            engine.dispose()
             api.stop()
 
 

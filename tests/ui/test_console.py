@@ -11,6 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from registry.console.router import STATIC
+from registry.jobs import service as jobs
+from registry.jobs.schemas import JobRequest
+from tests import factories
 from tests.ui.conftest import screenshot, sign_in_quietly
 
 METRICS = [{"accuracy": 0.71, "loss": 0.9}, {"accuracy": 0.78, "loss": 0.6}, {"accuracy": 0.83}]
@@ -68,6 +71,7 @@ def test_find_a_user_and_their_adapters(page, live_registry):
     live_registry.adapter("other-carl", METRICS[:1])
     with _api(live_registry) as api:
         api.put(f"/v1/adapters/{adapter_id}/aliases/live", json={"version": 2}).raise_for_status()
+        api.patch(f"/v1/adapters/{adapter_id}", json={"tags": ["find-tag"]}).raise_for_status()
 
     _open(page, live_registry, "#/users")
     page.get_by_label("User id starts with").fill("find-")
@@ -78,6 +82,10 @@ def test_find_a_user_and_their_adapters(page, live_registry):
     assert "live v2" in users.get_by_role("row").filter(has_text="find-ada").inner_text()
     screenshot(page, "users")
 
+    page.get_by_label("Adapter tag").fill("find-tag")
+    page.get_by_role("button", name="Search").click()
+    expect(users.get_by_role("link", name="find-bob")).to_have_count(0)
+    assert page.url.endswith("#/users?user_id_prefix=find-&tag=find-tag")
     users.get_by_role("link", name="find-ada").click()
     page.get_by_role("heading", name="User find-ada").wait_for()
     row = page.get_by_role("region", name="Adapters of find-ada").get_by_role("row").nth(1)
@@ -131,6 +139,11 @@ def test_publish_then_roll_back_with_history_feed_and_download(page, live_regist
     versions = page.get_by_role("region", name="Versions, newest first")
     sha = versions.get_by_role("row").filter(has_text="v1").locator("code[title]").first
     assert hashlib.sha256(data).hexdigest() == sha.get_attribute("title")
+    metrics = page.locator(".chart")
+    if (STATIC / "charts.js").exists():
+        expect(metrics.locator("svg[role=img]")).to_have_count(1)
+    else:
+        expect(metrics.get_by_role("row")).to_have_count(1 + len(METRICS))
     screenshot(page, "adapter")
 
 
@@ -197,3 +210,39 @@ def test_every_page_fits_a_375px_screen(page, live_registry):
         )
         assert overflow <= 0, f"{name}: {overflow}px of horizontal scroll at 375 px"
         screenshot(page, f"{name}-375px")
+
+
+def test_api_stream_reads_a_jobs_events_until_it_ends(page, live_registry):
+    """api.stream (what the job page follows) over the real SSE route: every event in
+    order, parsed, then the end of the stream."""
+    tenant_id = live_registry.tenant_id
+    with live_registry.session() as session:
+        adapter = factories.adapter(session, tenant_id, user_id="stream-sue")
+        dataset = factories.dataset(session, tenant_id, "stream-sue")
+        request = JobRequest(
+            user_id="stream-sue",
+            dataset_id=dataset.id,
+            base_model_id=adapter.base_model_id,
+            projection_id=adapter.projection_id,
+            target_modules=["query", "value"],
+        )
+        job_id = jobs.submit_job(session, tenant_id, request)[0].id
+        jobs.append_job_event(session, job_id, "progress", {"step": 1, "loss": 0.5, "text": "é ✓"})
+        jobs.request_cancel(session, tenant_id, job_id)  # queued: cancelled at once
+    with _api(live_registry) as api:
+        expected = api.get(f"/v1/jobs/{job_id}/events").json()
+    assert "progress" in [e["kind"] for e in expected]
+    _open(page, live_registry, "#/users")
+    page.get_by_role("heading", name="Users").wait_for()
+    events = page.evaluate(
+        """async (path) => {
+            const { api } = await import("/ui/api.js");
+            const seen = [];
+            await api.stream(path, (e) => seen.push(e));
+            return seen;
+        }""",
+        f"/v1/jobs/{job_id}/events",
+    )
+    assert [e["event"] for e in events] == [e["kind"] for e in expected] + ["end"]
+    assert [e["data"] for e in events[:-1]] == expected
+    assert [e["id"] for e in events[:-1]] == [str(e["seq"]) for e in expected]

@@ -77,7 +77,7 @@ function showWho() {
   who.replaceChildren(
     el("span", { class: "tenant", title: `tenant ${me.tenant_id}` }, me.tenant_name),
     el("span", { class: "key", title: `key ${me.key_id}` }, me.key_name),
-    el("span", { class: "scopes", "aria-label": "Scopes" },
+    el("span", { class: "scopes" }, el("span", { class: "visually-hidden" }, "scopes: "),
       me.scopes.map((s) => el("span", { class: `badge scope-${s}` }, s))),
     el("button", { type: "button", class: "btn small", onclick: signOut }, "Sign out"),
   );

@@ -114,7 +114,7 @@ function historyTable(page, alias, events) {
         { label: "Reason", value: (e) => e.reason || "" },
       ],
       [...events].reverse(),
-      { caption: `History of ${alias}, newest first` },
+      { caption: `History of ${alias}, newest first`, hideCaption: true },
     ),
   ];
 }
@@ -172,11 +172,15 @@ async function metricsChart(container, versions) {
     name,
     points: versions.filter((v) => typeof v.metrics[name] === "number").map((v) => [v.number, v.metrics[name]]),
   }));
+  let charts = null;
   try {
-    const { lineChart } = await import("../charts.js");
-    lineChart(container, { title: "Eval metrics over versions", xLabel: "version", yLabel: "value", series });
+    charts = await import("../charts.js");
   } catch {
-    // charts.js not there (yet): the same numbers as a table.
+    // charts.js not there (yet): the same numbers as a table below.
+  }
+  if (charts) {
+    charts.lineChart(container, { title: "Eval metrics over versions", xLabel: "version", yLabel: "value", series });
+  } else {
     container.append(table(
       [{ label: "Version", value: (v) => `v${v.number}` },
         ...names.map((name) => ({ label: name, class: "num", value: (v) => (typeof v.metrics[name] === "number" ? Number(v.metrics[name].toPrecision(4)).toString() : "") }))],

@@ -11,7 +11,7 @@ export async function render(root, params, ctx) {
   const fields = {
     user_id_prefix: field("user_id_prefix", "User id starts with", params, "alice"),
     tag: field("tag", "Adapter tag", params, "prod"),
-    base_model_id: field("base_model_id", "Base model id", params, ""),
+    base_model_id: await baseModelField(ctx, params),
   };
   const form = el(
     "form",
@@ -64,6 +64,20 @@ function field(name, label, params, placeholder) {
   const id = `filter-${name}`;
   const input = el("input", { id, name, value: params[name] || "", placeholder, autocomplete: "off" });
   return { input, wrap: el("div", { class: "field" }, el("label", { for: id }, label), input) };
+}
+
+/** A choice of the tenant's base models (their names need not be unique: ids shown). */
+async function baseModelField(ctx, params) {
+  const id = "filter-base_model_id";
+  const models = await ctx.api.get("/v1/base-models", { limit: 200 });
+  const input = el(
+    "select",
+    { id, name: "base_model_id" },
+    el("option", { value: "" }, "Any"),
+    models.items.map((m) =>
+      el("option", { value: m.id, selected: m.id === params.base_model_id }, `${m.name} · ${m.id.slice(0, 8)}`)),
+  );
+  return { input, wrap: el("div", { class: "field" }, el("label", { for: id }, "Base model"), input) };
 }
 
 function adapterList(adapters) {
