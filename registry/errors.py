@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+def error_envelope(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The body of every error answer (the API's, the body limits', the CLI's --json): its
+    one home. registry.api.errors.ErrorOut documents it in the OpenAPI document."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 class RegistryError(Exception):
     """An expected failure: rendered as {"error": {"code", "message", "details"}}."""
 
@@ -20,7 +26,7 @@ class RegistryError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return error_envelope(self.code, self.message, self.details)
 
 
 class BadRequest(RegistryError):

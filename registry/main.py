@@ -16,9 +16,11 @@ from registry.adapters.feed_wait import FeedWaiters
 from registry.adapters.manifest_cache import ManifestCache
 from registry.adapters.pg_listener import PgListener
 from registry.api.deps import AuthCache
-from registry.api.errors import ERROR_RESPONSES, install_error_handlers
+from registry.api.docs import install_docs
+from registry.api.errors import install_error_handlers
 from registry.api.input_guard import InputGuardMiddleware, reject_unknown_query
 from registry.api.middleware import BodyLimitMiddleware, MetricsMiddleware
+from registry.api.openapi import install_openapi
 from registry.api.rate_limit import RateLimiter
 from registry.blob_refs import remove_freed_on_commit
 from registry.config import Settings, get_settings
@@ -63,7 +65,8 @@ def create_app(
         version=__version__,
         description="Per-user VeRA adapters: training jobs, versions, aliases and publishing.",
         lifespan=_lifespan,
-        responses=ERROR_RESPONSES,
+        docs_url=None,  # install_docs serves /docs and /redoc from local files
+        redoc_url=None,
         dependencies=[Depends(reject_unknown_query)],
     )
     engine = make_engine(settings.database_url)
@@ -88,6 +91,8 @@ def create_app(
     )
 
     install_error_handlers(app)
+    install_docs(app)
+    install_openapi(app)
     dataset_limit = settings.max_dataset_bytes
 
     def limit_for(path: str) -> int:

@@ -17,7 +17,7 @@ from registry.adapters.peft_export import (
     peft_zip,
     read_safetensors_metadata,
 )
-from registry.adapters.router import _check_number
+from registry.adapters.router import VersionNumber
 from registry.api.deps import ReadDep, SettingsDep, StoreDep
 from registry.api.etags import etag_matches
 from registry.db import session_scope
@@ -42,13 +42,18 @@ BasePath = Annotated[
     "/v1/adapters/{adapter_id}/versions/{number}/peft",
     response_class=Response,
     responses={
-        200: {"content": {"application/zip": {}}},
-        **{status: {} for status in (304, 404, 409, 413, 422, 501, 503)},
+        200: {"content": {"application/zip": {}}, "description": "The folder as a zip."},
+        304: {"description": "Not modified: If-None-Match names this export's ETag."},
+        409: {"description": "The base model's files are not available as registered."},
+        413: {"description": "format=merged: the merged model is over the export limit."},
+        501: {"description": "format=lora or merged: this API host has no torch."},
+        503: {"description": "Too many exports are being computed: retry shortly."},
     },
+    summary="Download a version as a PEFT folder (VeRA, LoRA or merged)",
 )
 async def export_version(
     adapter_id: str,
-    number: int,
+    number: VersionNumber,
     request: Request,
     principal: ReadDep,
     store: StoreDep,
@@ -65,7 +70,6 @@ async def export_version(
 ) -> Response:
     """A zip of the version as a folder: `vera` and `lora` load with
     PeftModel.from_pretrained (and vLLM / LoRAX for lora); `merged` with transformers."""
-    _check_number(number)
     if rank is not None and format != "lora":
         raise Invalid("rank applies to format=lora only", details=[{"field": "rank"}])
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from registry.adapters import metadata, service, users
-from registry.adapters.router import _check_number, _version_out
+from registry.adapters.router import VersionNumber, _version_out
 from registry.adapters.schemas import (
     AdapterOut,
     AliasSummaryOut,
@@ -25,7 +25,7 @@ from registry.names import Tag, UserId
 router = APIRouter(tags=["adapters"])
 
 
-@router.get("/v1/users", response_model=Page[UserOut])
+@router.get("/v1/users", response_model=Page[UserOut], summary="List users and their adapters")
 def list_users(
     principal: ReadDep,
     session: SessionDep,
@@ -77,7 +77,11 @@ def list_users(
     return Page(items=items, next_cursor=next_cursor(rows, limit, lambda u: u.user_id))
 
 
-@router.patch("/v1/adapters/{adapter_id}", response_model=AdapterOut)
+@router.patch(
+    "/v1/adapters/{adapter_id}",
+    response_model=AdapterOut,
+    summary="Change an adapter's description and tags",
+)
 def update_adapter(
     adapter_id: str, body: MetadataIn, principal: TrainDep, session: SessionDep
 ) -> AdapterOut:
@@ -87,20 +91,31 @@ def update_adapter(
     return AdapterOut.model_validate(adapter)
 
 
-@router.patch("/v1/adapters/{adapter_id}/versions/{number}", response_model=VersionOut)
+@router.patch(
+    "/v1/adapters/{adapter_id}/versions/{number}",
+    response_model=VersionOut,
+    summary="Change a version's description and tags",
+)
 def update_version(
-    adapter_id: str, number: int, body: MetadataIn, principal: TrainDep, session: SessionDep
+    adapter_id: str,
+    number: VersionNumber,
+    body: MetadataIn,
+    principal: TrainDep,
+    session: SessionDep,
 ) -> VersionOut:
     """Change a version's description and tags; its content (vectors, metrics) never
     changes."""
-    _check_number(number)
     adapter = service.get_adapter(session, principal.tenant_id, adapter_id)
     version = service.get_version(session, principal.tenant_id, adapter_id, number)
     metadata.update(session, adapter, version, **body.changes())
     return _version_out(adapter_id, version)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases", response_model=Page[AliasSummaryOut])
+@router.get(
+    "/v1/adapters/{adapter_id}/aliases",
+    response_model=Page[AliasSummaryOut],
+    summary="List an adapter's aliases",
+)
 def list_aliases(
     adapter_id: str,
     principal: ReadDep,

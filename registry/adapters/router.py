@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 
@@ -21,8 +21,16 @@ from registry.adapters.schemas import (
     VersionOut,
 )
 from registry.adapters.serving import manifest_out
-from registry.api.deps import ReadDep, SessionDep, SettingsDep, StoreDep, TrainDep
+from registry.api.deps import (
+    PrincipalDep,
+    ReadDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    TrainDep,
+)
 from registry.api.etags import alias_precondition
+from registry.api.openapi import answers
 from registry.api.pagination import (
     DEFAULT_LIMIT,
     ByName,
@@ -57,7 +65,11 @@ class _AnyText(PathConvertor):
 register_url_convertor("any_text", _AnyText())
 
 
-@router.get("/v1/users/{user_id:any_text}/adapters", response_model=Page[AdapterOut])
+@router.get(
+    "/v1/users/{user_id:any_text}/adapters",
+    response_model=Page[AdapterOut],
+    summary="List a user's adapters",
+)
 def list_user_adapters(
     user_id: UserId,
     principal: ReadDep,
@@ -81,13 +93,17 @@ def list_user_adapters(
     )
 
 
-@router.get("/v1/adapters/{adapter_id}", response_model=AdapterOut)
+@router.get("/v1/adapters/{adapter_id}", response_model=AdapterOut, summary="Show an adapter")
 def get_adapter(adapter_id: str, principal: ReadDep, session: SessionDep) -> AdapterOut:
     """One adapter and what it is bound to."""
     return AdapterOut.model_validate(service.get_adapter(session, principal.tenant_id, adapter_id))
 
 
-@router.get("/v1/adapters/{adapter_id}/versions", response_model=Page[VersionOut])
+@router.get(
+    "/v1/adapters/{adapter_id}/versions",
+    response_model=Page[VersionOut],
+    summary="List an adapter's versions",
+)
 def list_versions(
     adapter_id: str,
     principal: ReadDep,
@@ -107,35 +123,52 @@ def list_versions(
     )
 
 
-@router.get("/v1/adapters/{adapter_id}/versions/{number}", response_model=VersionOut)
-def get_version(adapter_id: str, number: int, principal: ReadDep, session: SessionDep):
+@answers(400)
+async def version_number(number: int, _: PrincipalDep) -> int:
+    """The `{number}` of a version path: 400 bad_version outside 1..2**31-1 (after the
+    key is checked: a caller without one learns nothing, 401)."""
+    if not 1 <= number <= 2**31 - 1:
+        raise BadRequest(f"version numbers start at 1, got {number}", code="bad_version")
+    return number
+
+
+VersionNumber = Annotated[int, Depends(version_number)]
+
+
+@router.get(
+    "/v1/adapters/{adapter_id}/versions/{number}",
+    response_model=VersionOut,
+    summary="Show an adapter version",
+)
+def get_version(adapter_id: str, number: VersionNumber, principal: ReadDep, session: SessionDep):
     """One immutable version."""
-    _check_number(number)
     return _version_out(
         adapter_id, service.get_version(session, principal.tenant_id, adapter_id, number)
     )
 
 
-def _check_number(number: int) -> None:
-    if not 1 <= number <= 2**31 - 1:
-        raise BadRequest(f"version numbers start at 1, got {number}", code="bad_version")
-
-
 @router.get(
     "/v1/adapters/{adapter_id}/versions/{number}/blob",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 304: {}, 307: {}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {},
+        304: {},
+        307: {},
+        400: {"description": "A malformed `Range` header or version number."},
+        416: {"description": "The `Range` lies outside the file."},
+    },
+    summary="Download a version's safetensors file",
 )
 async def download_blob(
     adapter_id: str,
-    number: int,
+    number: VersionNumber,
     request: Request,
     principal: ReadDep,
     store: StoreDep,
     settings: SettingsDep,
 ) -> Response:
     """The version's safetensors file (ETag = sha256; If-None-Match → 304; Range → 206)."""
-    _check_number(number)
     # Versions are immutable, so where a version's blob lives can be remembered until the
     # feed says it was deleted (manifest_cache: on_delete); with the blob bytes cached too,
     # a repeated download touches neither database nor disk.
@@ -204,7 +237,18 @@ def _forget_manifest(request: Request, session, tenant_id: str, adapter_id: str,
     after_commit(session, published)
 
 
-@router.put("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
+@router.put(
+    "/v1/adapters/{adapter_id}/aliases/{alias}",
+    response_model=AliasOut,
+    responses={
+        400: {"description": "A malformed `If-Match` or `If-None-Match`."},
+        409: {"description": "`If-Match` names another generation: the alias moved meanwhile."},
+        412: {
+            "description": "`If-Match: *` and no such alias, or `If-None-Match: *` and it exists."
+        },
+    },
+    summary="Publish a version under an alias",
+)
 def publish(
     request: Request,
     adapter_id: str,
@@ -234,7 +278,11 @@ def publish(
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases/{alias}", response_model=AliasOut)
+@router.get(
+    "/v1/adapters/{adapter_id}/aliases/{alias}",
+    response_model=AliasOut,
+    summary="Show where an alias points",
+)
 def get_alias(
     adapter_id: str, alias: AliasName, principal: ReadDep, session: SessionDep, response: Response
 ) -> AliasOut:
@@ -243,7 +291,21 @@ def get_alias(
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.post("/v1/adapters/{adapter_id}/aliases/{alias}/rollback", response_model=AliasOut)
+@router.post(
+    "/v1/adapters/{adapter_id}/aliases/{alias}/rollback",
+    response_model=AliasOut,
+    responses={
+        400: {"description": "A malformed `If-Match` or `If-None-Match`."},
+        409: {
+            "description": "No earlier version to roll back to, or the alias moved "
+            "meanwhile (`If-Match`)."
+        },
+        412: {
+            "description": "`If-Match: *` and no such alias, or `If-None-Match: *` and it exists."
+        },
+    },
+    summary="Roll an alias back",
+)
 def rollback(
     request: Request,
     adapter_id: str,
@@ -270,7 +332,11 @@ def rollback(
     return _alias_out(session, principal.tenant_id, adapter_id, row, response)
 
 
-@router.get("/v1/adapters/{adapter_id}/aliases/{alias}/history", response_model=Page[AliasEventOut])
+@router.get(
+    "/v1/adapters/{adapter_id}/aliases/{alias}/history",
+    response_model=Page[AliasEventOut],
+    summary="List an alias's moves",
+)
 def alias_history(
     adapter_id: str,
     alias: AliasName,

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from registry.adapters import examples
 from registry.input_rules import bounded_text
 from registry.names import Tag
 
@@ -20,7 +21,9 @@ REASON = Field(None, description="Why: kept in the alias history and the audit l
 
 
 class AdapterOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [examples.ADAPTER]}
+    )
 
     id: str
     user_id: str
@@ -36,7 +39,9 @@ class AdapterOut(BaseModel):
 
 
 class VersionOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [examples.VERSION]}
+    )
 
     adapter_id: str
     number: int
@@ -62,6 +67,8 @@ class UserAdapterOut(BaseModel):
 
 
 class UserOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.USER]})
+
     user_id: str
     adapters: list[UserAdapterOut] = Field(description="Those matching the filters, by name.")
 
@@ -69,7 +76,12 @@ class UserOut(BaseModel):
 class MetadataIn(BaseModel):
     """A change of description and tags: fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"description": "Alice's support-chat style", "add_tags": ["support"]}]
+        },
+    )
 
     description: Description | None = Field(
         None, description='New description; null or "" clears it.'
@@ -90,6 +102,8 @@ class MetadataIn(BaseModel):
 
 
 class AliasOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ALIAS]})
+
     adapter_id: str
     alias: str
     version: int
@@ -101,6 +115,8 @@ class AliasOut(BaseModel):
 
 
 class AliasSummaryOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.ALIAS_SUMMARY]})
+
     alias: str
     version: int = Field(description="The version number it points at.")
     generation: int = Field(description='Rises on every move: send it as If-Match: "<n>".')
@@ -108,14 +124,22 @@ class AliasSummaryOut(BaseModel):
 
 
 class PublishIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"version": 3, "reason": "eval loss 0.41 beats v2"}]},
+    )
 
     version: int = Field(ge=1, le=2**31 - 1)
     reason: Reason | None = REASON
 
 
 class RollbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason": "v3 answers in the wrong language"}, {"to_version": 2}]
+        },
+    )
 
     to_version: int | None = Field(None, ge=1, le=2**31 - 1)
     reason: Reason | None = REASON
@@ -126,7 +150,9 @@ class AliasEventOut(BaseModel):
     the deleted number), `adapter_deleted` (adapter_id null, see adapter_ids) or
     `user_deleted` (adapter_ids only: no user id survives an erasure)."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [examples.ALIAS_EVENT]}
+    )
 
     seq: int
     adapter_id: str | None
@@ -146,6 +172,8 @@ class AliasEventOut(BaseModel):
 
 
 class FeedOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.FEED]})
+
     events: list[AliasEventOut]
     last_seq: int = Field(description="Pass as `after` to continue from here.")
 
@@ -170,6 +198,8 @@ class ProjectionRef(BaseModel):
 
 class Manifest(BaseModel):
     """Everything a downstream server needs to load one user's adapter."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [examples.MANIFEST]})
 
     user_id: str
     adapter_id: str

@@ -36,7 +36,16 @@ def _resolve(request: Request, tenant_id: str, user_id: str, adapter: str, alias
         return service.resolve(session, tenant_id, user_id, adapter, alias)
 
 
-@router.get("/v1/resolve", response_model=Manifest, responses={304: {}})
+@router.get(
+    "/v1/resolve",
+    responses={
+        304: {},
+        404: {"description": "The user has no such adapter, or it has no such alias."},
+        409: {"description": "`min_generation` is not visible here yet: retry shortly."},
+    },
+    response_model=Manifest,
+    summary="Resolve a user's live adapter to its manifest",
+)
 async def resolve(
     request: Request,
     response: Response,
@@ -94,7 +103,7 @@ def _read_feed(request: Request, tenant_id: str, after: int, limit: int) -> list
         return [AliasEventOut.model_validate(e) for e in events]
 
 
-@router.get("/v1/feed", response_model=FeedOut)
+@router.get("/v1/feed", response_model=FeedOut, summary="Follow alias moves and deletions")
 async def feed(
     request: Request,
     principal: ReadDep,

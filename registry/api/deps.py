@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from registry.api.openapi import answers
 from registry.config import Settings
 from registry.db import session_scope
 from registry.dispatch import JobDispatcher
@@ -61,6 +62,7 @@ StoreDep = Annotated[BlobStore, Depends(get_store)]
 DispatcherDep = Annotated[JobDispatcher, Depends(get_dispatcher)]
 
 
+@answers(401, 429)
 async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -78,8 +80,13 @@ async def get_principal(
     return principal
 
 
+# The caller's key, whatever its scopes (FastAPI resolves it once per request).
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
 def require(scope: str):
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    @answers(403)
+    async def check(principal: PrincipalDep) -> Principal:
         if scope not in granted_scopes(principal.scopes):
             raise Forbidden(
                 f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})",

@@ -9,41 +9,47 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
-from registry.errors import RegistryError
+from registry.errors import RegistryError, error_envelope
 
 log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
+    code: str = Field(description="Machine-readable: branch on this, not on the message.")
+    message: str = Field(description="What was wrong and how to fix it, for a person.")
+    details: Any = Field(None, description="Structured context: for 422 one entry per field.")
 
 
 class ErrorOut(BaseModel):
-    """Every 4xx answer (and the 500 that would be a bug)."""
+    """Every 4xx answer (and the 500 that would be a bug): `registry.errors.error_envelope`
+    builds it; this model documents it (registry.api.openapi puts it on every route)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "not_found",
+                        "message": "adapter 01J9Z3 not found",
+                        "details": None,
+                    }
+                }
+            ]
+        }
+    )
 
     error: ErrorBody
-
-
-# Documented on every operation, so clients and schema-driven tests know the error shape.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {
-        "model": ErrorOut,
-        "description": "Bad input, auth, missing or conflicting: see `error.code`.",
-    }
-}
 
 
 def error_response(
     status: int, code: str, message: str, details=None, headers: dict | None = None
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details}}
+    body = error_envelope(code, message, details)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

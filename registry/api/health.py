@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, text
 
 from registry.errors import Unauthorized
@@ -47,10 +49,41 @@ PACK_GAUGES = {
 }
 
 
-@router.get("/healthz")
-def healthz() -> dict:
+class HealthOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
+    status: Literal["ok"]
+
+
+CheckResult = Literal["ok", "failed"]
+
+
+class ReadyOut(BaseModel):
+    """Each dependency ok or failed; why it failed goes to the log, never to the caller."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "checks": {"database": "ok", "storage": "ok", "broker": "ok"},
+                },
+                {
+                    "status": "not_ready",
+                    "checks": {"database": "ok", "storage": "failed", "broker": "ok"},
+                },
+            ]
+        }
+    )
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, CheckResult] = Field(description="database, storage and broker.")
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Is the process up?")
+def healthz() -> HealthOut:
     """The process is up."""
-    return {"status": "ok"}
+    return HealthOut(status="ok")
 
 
 def _check_database(request: Request) -> None:
@@ -58,7 +91,12 @@ def _check_database(request: Request) -> None:
         conn.execute(text("SELECT 1"))
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "A dependency is unreachable."}},
+    summary="Are the database, storage and broker reachable?",
+)
 async def readyz(request: Request) -> JSONResponse:
     """Database, blob storage and broker are reachable."""
     state = request.app.state
@@ -67,7 +105,7 @@ async def readyz(request: Request) -> JSONResponse:
         "storage": state.store.check,
         "broker": state.dispatcher.check,
     }
-    results: dict[str, str] = {}
+    results: dict[str, CheckResult] = {}
     for name, check in checks.items():
         try:
             await run_in_threadpool(check)
@@ -77,10 +115,8 @@ async def readyz(request: Request) -> JSONResponse:
             log.warning("readiness: %s check failed: %s: %s", name, type(exc).__name__, exc)
             results[name] = "failed"
     ready = all(value == "ok" for value in results.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": results},
-        status_code=200 if ready else 503,
-    )
+    body = ReadyOut(status="ready" if ready else "not_ready", checks=results)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
 def _count_jobs(request: Request) -> tuple[dict[str, int], dict[str, float]]:

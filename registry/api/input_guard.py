@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api.errors import invalid_response
+from registry.api.openapi import answers
 from registry.errors import Invalid
 from registry.input_rules import JsonInputError, load_json, text_problem
 
@@ -93,6 +94,7 @@ def _query_names(app: FastAPI, path: str, method: str) -> frozenset[str] | None:
     return cache[key]
 
 
+@answers(422)
 async def reject_unknown_query(request: Request) -> None:
     """An app-wide dependency: 422 for a query parameter the operation does not take, which
     FastAPI would ignore (`?user=alice` for `?user_id=alice` would list everyone's jobs)."""

@@ -11,6 +11,8 @@ from prometheus_client import Counter, Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.errors import error_envelope
+
 REQUESTS = Counter(
     "vera_http_requests_total", "HTTP requests by route and status", ["method", "route", "status"]
 )
@@ -52,9 +54,7 @@ class BodyTimeout(BodyError):
 
 
 async def _send_error(send: Send, error: BodyError) -> None:
-    body = json.dumps(
-        {"error": {"code": error.code, "message": error.detail, "details": error.details}}
-    ).encode()
+    body = json.dumps(error_envelope(error.code, error.detail, error.details)).encode()
     await send(
         {
             "type": "http.response.start",

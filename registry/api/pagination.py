@@ -6,10 +6,10 @@ import base64
 import binascii
 import functools
 import json
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
 from fastapi import Query
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from registry.errors import BadRequest
 from registry.input_rules import Int32, Text, UtcDatetime
@@ -23,8 +23,20 @@ MAX_LIMIT = 500
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 
 
+def _page_example(schema: dict[str, Any], page: type[BaseModel]) -> None:
+    """A page's example, from its item model's (so every list route shows one)."""
+    (item,) = get_args(page.model_fields["items"].annotation) or (None,)
+    extra = getattr(item, "model_config", {}).get("json_schema_extra")
+    examples = extra.get("examples") if isinstance(extra, dict) else None
+    if examples:
+        cursor = encode_cursor(["2026-11-30T09:21:47.113000+00:00", "01JA4K9R1S3T5U7V9W1X3Y5Z7A"])
+        schema["examples"] = [{"items": examples[:1], "next_cursor": cursor}]
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a list (docs/api.md, "Pagination"): every list route answers this."""
+
+    model_config = ConfigDict(json_schema_extra=_page_example)
 
     items: list[T]
     next_cursor: str | None = Field(

@@ -19,7 +19,7 @@ Action = Literal[service.ACTIONS]  # an unknown action is a 422 naming the known
 ByEventId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
-@router.get("/v1/audit", response_model=Page[AuditEventOut])
+@router.get("/v1/audit", response_model=Page[AuditEventOut], summary="Read the audit log")
 def list_audit(
     principal: AdminDep,
     session: SessionDep,

@@ -8,7 +8,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 5120,
+                    "created_at": "2026-11-30T09:21:47.113Z",
+                    "actor_key_id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
+                    "action": "alias.set",
+                    "adapter_id": "01JA4K7Q3V9X2B6N8M5C1D0F7H",
+                    "target": "live",
+                    "details": {
+                        "from_version": 2,
+                        "to_version": 3,
+                        "reason": "eval loss 0.41 beats v2",
+                    },
+                }
+            ]
+        },
+    )
 
     id: int
     created_at: datetime

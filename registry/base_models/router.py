@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from registry.api.deps import AdminDep, ReadDep, SessionDep, SettingsDep, StoreDep
+from registry.api.deps import AdminDep, PrincipalDep, ReadDep, SessionDep, SettingsDep, StoreDep
 from registry.api.etags import etag_matches
+from registry.api.openapi import answers
 from registry.api.pagination import (
     DEFAULT_LIMIT,
     ByCreatedAt,
@@ -40,9 +42,21 @@ from registry.storage import check_sha256
 router = APIRouter(prefix="/v1/base-models", tags=["base models"])
 
 
-@router.get("/files/{sha256}", response_model=ModelFileOut)
+@answers(400)
+async def file_sha256(sha256: str, _: PrincipalDep) -> str:
+    """The `{sha256}` of a file path: 400 bad_sha256 unless 64 lowercase hex digits (after
+    the key is checked)."""
+    return check_sha256(sha256)
+
+
+FileSha256 = Annotated[str, Depends(file_sha256)]
+
+
+@router.get(
+    "/files/{sha256}", response_model=ModelFileOut, summary="Check whether a model file is uploaded"
+)
 def get_model_file(
-    sha256: str, principal: AdminDep, session: SessionDep, store: StoreDep
+    sha256: FileSha256, principal: AdminDep, session: SessionDep, store: StoreDep
 ) -> ModelFileOut:
     """Whether this tenant already uploaded a file (then it need not be sent again): its
     size, or 404. Not the bytes: workers read those from the store."""
@@ -67,9 +81,14 @@ def get_model_file(
             },
         }
     },
+    summary="Upload a base-model file",
 )
 async def upload_model_file(
-    sha256: str, request: Request, principal: AdminDep, store: StoreDep, settings: SettingsDep
+    sha256: FileSha256,
+    request: Request,
+    principal: AdminDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> ModelFileOut:
     """Stream one base-model file (the body) into the store; it must hash to `sha256`.
     Bodies above VERA_MAX_MODEL_FILE_BYTES are refused (413) by the body-limit middleware."""
@@ -84,13 +103,17 @@ async def upload_model_file(
     return await run_in_threadpool(store_and_record)
 
 
-@router.post("/files/{sha256}/presign", response_model=PresignOut)
+@router.post(
+    "/files/{sha256}/presign",
+    response_model=PresignOut,
+    responses={409: {"description": "Presigned uploads are off (`presign_unavailable`)."}},
+    summary="Get a presigned S3 URL for a model file",
+)
 def presign_model_file(
-    sha256: str, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
+    sha256: FileSha256, body: PresignIn, principal: AdminDep, store: StoreDep, settings: SettingsDep
 ) -> PresignOut:
     """A presigned URL to PUT one file straight to S3 (VERA_S3_PRESIGN_UPLOADS), then
     POST .../complete; 409 when this registry takes uploads only through the API."""
-    check_sha256(sha256)
     if body.size > settings.max_model_file_bytes:
         raise TooLarge(
             f"file of {body.size} bytes exceeds VERA_MAX_MODEL_FILE_BYTES",
@@ -111,9 +134,14 @@ def presign_model_file(
     return PresignOut(url=url, upload_id=upload_id, expires_in_s=ttl)
 
 
-@router.post("/files/{sha256}/complete", status_code=201, response_model=ModelFileOut)
+@router.post(
+    "/files/{sha256}/complete",
+    status_code=201,
+    response_model=ModelFileOut,
+    summary="Confirm a presigned model-file upload",
+)
 def complete_model_file(
-    sha256: str,
+    sha256: FileSha256,
     body: CompleteIn,
     principal: AdminDep,
     session: SessionDep,
@@ -122,13 +150,22 @@ def complete_model_file(
 ) -> ModelFileOut:
     """Verify what landed at the presigned URL (it must hash to `sha256`) and keep it."""
     info = store.adopt_staged(
-        principal.tenant_id, body.upload_id, check_sha256(sha256), settings.max_model_file_bytes
+        principal.tenant_id, body.upload_id, sha256, settings.max_model_file_bytes
     )
     uploads.record_upload(session, principal.tenant_id, info)
     return ModelFileOut(sha256=info.sha256, size=info.size)
 
 
-@router.post("", status_code=201, response_model=BaseModelOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=BaseModelOut,
+    responses={
+        200: {"model": BaseModelOut, "description": "Registered before: the same base model."},
+        409: {"description": "The same files are registered with other layers or capabilities."},
+    },
+    summary="Register a base model",
+)
 def register_base_model(
     body: BaseModelIn,
     principal: AdminDep,
@@ -149,7 +186,7 @@ def register_base_model(
     return BaseModelOut.model_validate(model)
 
 
-@router.get("", response_model=Page[BaseModelOut])
+@router.get("", response_model=Page[BaseModelOut], summary="List base models")
 def list_base_models(
     principal: ReadDep,
     session: SessionDep,
@@ -166,7 +203,7 @@ def list_base_models(
     )
 
 
-@router.get("/{base_model_id}", response_model=BaseModelOut)
+@router.get("/{base_model_id}", response_model=BaseModelOut, summary="Show a base model")
 def get_base_model(base_model_id: str, principal: ReadDep, session: SessionDep) -> BaseModelOut:
     """One base model with its targetable layers."""
     return BaseModelOut.model_validate(
@@ -177,7 +214,12 @@ def get_base_model(base_model_id: str, principal: ReadDep, session: SessionDep) 
 @router.get(
     "/{base_model_id}/files/{path:path}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 304: {}, 404: {}, 409: {}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes."},
+        304: {"description": "Not modified: the If-None-Match sha256 is this file's."},
+        409: {"description": "The model's source no longer holds the file as registered."},
+    },
+    summary="Download one file of a base model",
 )
 def download_base_model_file(
     base_model_id: str,
@@ -212,7 +254,16 @@ def download_base_model_file(
     )
 
 
-@router.post("/{base_model_id}/projections", status_code=201, response_model=ProjectionOut)
+@router.post(
+    "/{base_model_id}/projections",
+    status_code=201,
+    response_model=ProjectionOut,
+    responses={
+        200: {"model": ProjectionOut, "description": "Registered before: the same projection."},
+        409: {"description": "These parameters are recorded with another fingerprint."},
+    },
+    summary="Register a projection",
+)
 def register_projection(
     base_model_id: str,
     body: ProjectionIn,
@@ -230,7 +281,11 @@ def register_projection(
     return ProjectionOut.model_validate(projection)
 
 
-@router.get("/{base_model_id}/projections", response_model=Page[ProjectionOut])
+@router.get(
+    "/{base_model_id}/projections",
+    response_model=Page[ProjectionOut],
+    summary="List a base model's projections",
+)
 def list_projections(
     base_model_id: str,
     principal: ReadDep,

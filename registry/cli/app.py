@@ -9,7 +9,7 @@ import click
 
 from registry import __version__
 from registry.client.api import ClientError
-from registry.errors import RegistryError
+from registry.errors import RegistryError, error_envelope
 
 # Set in the context's shared meta by commands given --json: their errors are JSON too.
 JSON_ERRORS = "vera.json_errors"
@@ -81,7 +81,7 @@ class JsonError(click.ClickException):
 
     def __init__(self, status: int | None, code: str, message: str, details: Any) -> None:
         super().__init__(message)
-        self.body = {"error": {"code": code, "message": message, "details": details}}
+        self.body = error_envelope(code, message, details)
         self.body["status"] = status
 
     def show(self, file=None) -> None:

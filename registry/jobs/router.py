@@ -42,12 +42,20 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
     "/v1/datasets",
     status_code=201,
     response_model=DatasetOut,
+    responses={409: {"description": "A new user would exceed the tenant's `max_users`."}},
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": '{"prompt": "Hi, my order is late.", "completion": "Sorry to'
+                    ' hear that! Let me check."}\n{"text": "Thanks for waiting, Alice."}\n',
+                }
+            },
         }
     },
+    summary="Upload a training dataset (JSONL)",
 )
 async def upload_dataset(
     request: Request,
@@ -70,7 +78,7 @@ async def upload_dataset(
         return await run_in_threadpool(store_dataset)
 
 
-@router.get("/v1/datasets", response_model=Page[DatasetOut])
+@router.get("/v1/datasets", response_model=Page[DatasetOut], summary="List datasets")
 def list_datasets(
     principal: ReadDep,
     session: SessionDep,
@@ -92,13 +100,25 @@ def list_datasets(
     )
 
 
-@router.get("/v1/datasets/{dataset_id}", response_model=DatasetOut)
+@router.get("/v1/datasets/{dataset_id}", response_model=DatasetOut, summary="Show a dataset")
 def get_dataset(dataset_id: str, principal: ReadDep, session: SessionDep) -> DatasetOut:
     """One dataset's record."""
     return DatasetOut.model_validate(datasets.get_dataset(session, principal.tenant_id, dataset_id))
 
 
-@router.post("/v1/jobs", status_code=202, response_model=JobOut)
+@router.post(
+    "/v1/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"model": JobOut, "description": "The job this `Idempotency-Key` made before."},
+        409: {
+            "description": "The `Idempotency-Key` was used for another body, a quota is "
+            "reached, or the adapter is bound to another base model or projection."
+        },
+    },
+    summary="Submit a training job",
+)
 def submit_job(
     body: JobRequest,
     request: Request,
@@ -137,7 +157,7 @@ def _send(factory, dispatcher, job_id: str, queue: str | None) -> None:
         jobs.mark_sent(session, job_id)
 
 
-@router.get("/v1/jobs", response_model=Page[JobOut])
+@router.get("/v1/jobs", response_model=Page[JobOut], summary="List training jobs")
 def list_jobs(
     principal: ReadDep,
     session: SessionDep,
@@ -163,13 +183,18 @@ def list_jobs(
     )
 
 
-@router.get("/v1/jobs/{job_id}", response_model=JobOut)
+@router.get("/v1/jobs/{job_id}", response_model=JobOut, summary="Show a training job")
 def get_job(job_id: str, principal: ReadDep, session: SessionDep) -> JobOut:
     """A job's state, progress and result."""
     return JobOut.model_validate(jobs.get_job(session, principal.tenant_id, job_id))
 
 
-@router.post("/v1/jobs/{job_id}/cancel", response_model=JobOut)
+@router.post(
+    "/v1/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    responses={409: {"description": "The job already finished (`job_finished`)."}},
+    summary="Cancel a training job",
+)
 def cancel_job(job_id: str, principal: TrainDep, session: SessionDep) -> JobOut:
     """Cancel: a queued job at once, a running one at its next training step."""
     return JobOut.model_validate(jobs.request_cancel(session, principal.tenant_id, job_id))
@@ -186,6 +211,7 @@ def _events(request: Request, tenant_id: str, job_id: str, after: int, limit: in
     "/v1/jobs/{job_id}/events",
     response_model=list[JobEventOut],
     responses={200: {"content": {"text/event-stream": {}}}},
+    summary="Read or follow a job's events",
 )
 async def job_events(
     job_id: str,

@@ -56,7 +56,23 @@ class Hyperparameters(BaseModel):
 
 
 class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "alice",
+                    "adapter_name": "default",
+                    "dataset_id": "01JA3F6Y2S9K4V1C7W8N0B5D3E",
+                    "base_model_id": "01JA3F2M8Q7T6R5P4N3K2J1H0G",
+                    "projection_id": "01JA3F4B6C8D0E2F4G6H8J0K2M",
+                    "target_modules": ["q_proj", "v_proj"],
+                    "hyperparameters": {"learning_rate": "auto", "epochs": 3},
+                    "tags": ["nightly"],
+                }
+            ]
+        },
+    )
 
     user_id: UserId
     adapter_name: AdapterName = "default"
@@ -81,7 +97,42 @@ class JobRequest(BaseModel):
 
 
 class JobOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA4K5T8W2Y6Z0A3B5C7D9E1F",
+                    "user_id": "alice",
+                    "adapter_id": "01JA4K7Q3V9X2B6N8M5C1D0F7H",
+                    "dataset_id": "01JA3F6Y2S9K4V1C7W8N0B5D3E",
+                    "base_model_id": "01JA3F2M8Q7T6R5P4N3K2J1H0G",
+                    "projection_id": "01JA3F4B6C8D0E2F4G6H8J0K2M",
+                    "hyperparameters": {"learning_rate": "auto", "epochs": 3, "batch_size": 16},
+                    "state": "running",
+                    "publish": True,
+                    "queue": None,
+                    "progress": 0.42,
+                    "step": 84,
+                    "total_steps": 200,
+                    "attempts": 1,
+                    "error_code": None,
+                    "error_kind": None,
+                    "error_message": None,
+                    "cancel_requested_at": None,
+                    "result_version_id": None,
+                    "description": None,
+                    "tags": ["nightly"],
+                    "pack_id": "01JA4K6A2B4C6D8E0F2G4H6J8K",
+                    "pack_size": 12,
+                    "checkpoint_step": 80,
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "started_at": "2026-11-30T09:21:47.113Z",
+                    "finished_at": None,
+                }
+            ]
+        },
+    )
 
     id: str
     user_id: str
@@ -113,7 +164,19 @@ class JobOut(BaseModel):
 
 
 class JobEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 17,
+                    "kind": "progress",
+                    "data": {"step": 84, "total_steps": 200, "loss": 0.52},
+                    "created_at": "2026-11-30T09:21:47.113Z",
+                }
+            ]
+        },
+    )
 
     seq: int
     kind: str
@@ -122,7 +185,24 @@ class JobEventOut(BaseModel):
 
 
 class DatasetOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01JA3F6Y2S9K4V1C7W8N0B5D3E",
+                    "user_id": "alice",
+                    "task": "causal-lm",
+                    "blob_sha256": "4c" * 32,
+                    "rows": 1200,
+                    "size_bytes": 311296,
+                    "labels": None,
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "purged_at": None,
+                }
+            ]
+        },
+    )
 
     id: str
     user_id: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from registry.api.deps import ReadDep, SessionDep, granted_scopes
 from registry.tenants.models import ApiKey, Tenant
@@ -12,6 +12,21 @@ router = APIRouter(prefix="/v1/me", tags=["keys"])
 
 
 class MeOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "01J9ZY8W6U4S2Q0O8M6K4I2G0E",
+                    "tenant_name": "acme",
+                    "key_id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
+                    "key_name": "ci-trainer",
+                    "scopes": ["train"],
+                    "granted": ["read", "train"],
+                }
+            ]
+        }
+    )
+
     tenant_id: str
     tenant_name: str
     key_id: str

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from registry.api.deps import SessionDep, SettingsDep
+from registry.api.openapi import answers
 from registry.api.pagination import MAX_LIMIT, ByCreatedAt, Page, decode_cursor, encode_cursor
 from registry.db import after_commit
 from registry.errors import NotFound, Unauthorized
@@ -29,6 +30,7 @@ from registry.tenants.service import get_tenant_by_name
 _bearer = HTTPBearer(auto_error=False, description="The operator token (VERA_OPERATOR_TOKEN).")
 
 
+@answers(401, 404)  # 404: the operator API is off
 async def require_operator(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -65,7 +67,18 @@ class QuotaOut(BaseModel):
 
 
 class OperatorTenantOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01J9ZY8W6U4S2Q0O8M6K4I2G0E",
+                    "name": "acme",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                }
+            ]
+        },
+    )
 
     id: str
     name: str
@@ -73,6 +86,27 @@ class OperatorTenantOut(BaseModel):
 
 
 class OperatorTenantDetail(OperatorTenantOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01J9ZY8W6U4S2Q0O8M6K4I2G0E",
+                    "name": "acme",
+                    "created_at": "2026-11-30T09:15:02.481Z",
+                    "quotas": {
+                        "max_active_jobs": {"limit": 20, "used": 3, "own": True},
+                        "max_users": {"limit": None, "used": 41, "own": False},
+                    },
+                    "retention": {
+                        "keep_versions": 10,
+                        "keep_alias_days": 90,
+                        "keep_dataset_days": 30,
+                    },
+                }
+            ]
+        }
+    )
+
     quotas: dict[str, QuotaOut]
     retention: dict[str, int]
 
@@ -80,7 +114,12 @@ class OperatorTenantDetail(OperatorTenantOut):
 class QuotasIn(BaseModel):
     """The fields to change; null resets a field to the operator's default (Settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"max_active_jobs": 20, "max_requests_per_s": 50.0}, {"max_users": None}]
+        },
+    )
 
     max_active_jobs: int | None = Field(None, ge=1, le=2**31 - 1)
     max_stored_bytes: int | None = Field(None, ge=0, le=2**63 - 1)
@@ -88,7 +127,9 @@ class QuotasIn(BaseModel):
     max_requests_per_s: float | None = Field(None, gt=0, le=1e6)
 
 
-@router.get("/tenants", response_model=Page[OperatorTenantOut])
+@router.get(
+    "/tenants", response_model=Page[OperatorTenantOut], summary="List every tenant (operator)"
+)
 def list_tenants(
     session: SessionDep,
     cursor: str | None = None,
@@ -109,7 +150,11 @@ def list_tenants(
     return Page(items=[OperatorTenantOut.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/tenants/{name}", response_model=OperatorTenantDetail)
+@router.get(
+    "/tenants/{name}",
+    response_model=OperatorTenantDetail,
+    summary="Show a tenant's quotas and retention (operator)",
+)
 def get_tenant(
     name: TenantName, session: SessionDep, settings: SettingsDep
 ) -> OperatorTenantDetail:
@@ -117,7 +162,11 @@ def get_tenant(
     return _detail(session, get_tenant_by_name(session, name), settings)
 
 
-@router.patch("/tenants/{name}/quotas", response_model=OperatorTenantDetail)
+@router.patch(
+    "/tenants/{name}/quotas",
+    response_model=OperatorTenantDetail,
+    summary="Set a tenant's quotas (operator)",
+)
 def set_quotas(
     name: TenantName, body: QuotasIn, session: SessionDep, settings: SettingsDep, request: Request
 ) -> OperatorTenantDetail:

@@ -27,6 +27,19 @@ Days = Annotated[int, Field(ge=0, le=MAX_DAYS, strict=True)]
 
 
 class RetentionOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "keep_versions": 10,
+                    "keep_alias_days": 90,
+                    "keep_dataset_days": 30,
+                    "tenant_set": ["keep_versions"],
+                }
+            ]
+        }
+    )
+
     keep_versions: int = Field(description="Newest versions of each adapter always kept.")
     keep_alias_days: int = Field(description="Versions an alias pointed at this recently stay.")
     keep_dataset_days: int = Field(description="Days an idle dataset is kept before purging.")
@@ -38,7 +51,12 @@ class RetentionOut(BaseModel):
 class RetentionIn(BaseModel):
     """Only the fields sent change; null resets one to the operator's default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"keep_versions": 10, "keep_alias_days": 90}, {"keep_dataset_days": None}]
+        },
+    )
 
     keep_versions: Versions | None = None
     keep_alias_days: Days | None = None
@@ -54,13 +72,13 @@ def _out(session, tenant_id: str, settings) -> RetentionOut:
     )
 
 
-@router.get("", response_model=RetentionOut)
+@router.get("", response_model=RetentionOut, summary="Show the retention policy")
 def get_retention(principal: ReadDep, session: SessionDep, settings: SettingsDep) -> RetentionOut:
     """The retention policy in force for this tenant."""
     return _out(session, principal.tenant_id, settings)
 
 
-@router.patch("", response_model=RetentionOut)
+@router.patch("", response_model=RetentionOut, summary="Change the retention policy")
 def set_retention(
     body: RetentionIn, principal: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> RetentionOut:

@@ -24,14 +24,30 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "ci-trainer", "scopes": ["train"]}]},
+    )
 
     name: str = Field("default", min_length=1, max_length=200)
     scopes: list[str] = Field(min_length=1, max_length=3)
 
 
+KEY_EXAMPLE = {
+    "id": "01J9ZZ0K3Y5W7V9T1R3P5N7M9K",
+    "name": "ci-trainer",
+    "prefix": "3f9a0c7be214",
+    "scopes": ["train"],
+    "created_at": "2026-11-30T09:15:02.481Z",
+    "revoked_at": None,
+}
+
+
 class KeyOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={"examples": [KEY_EXAMPLE]},
+    )
 
     id: str
     name: str
@@ -42,10 +58,18 @@ class KeyOut(BaseModel):
 
 
 class NewKeyOut(KeyOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {**KEY_EXAMPLE, "api_key": "vera_3f9a0c7be214_Xc2mT9pL4vR7nW1bY6hJ0sD5fG8aQe"}
+            ]
+        }
+    )
+
     api_key: str = Field(description="The key itself: shown this once, stored only hashed.")
 
 
-@router.post("", status_code=201, response_model=NewKeyOut)
+@router.post("", status_code=201, response_model=NewKeyOut, summary="Create an API key")
 def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyOut:
     """Create an API key for this tenant; the response is the only time it is shown."""
     key, plaintext = service.create_api_key(
@@ -54,7 +78,7 @@ def create_key(body: KeyIn, principal: AdminDep, session: SessionDep) -> NewKeyO
     return NewKeyOut(**KeyOut.model_validate(key).model_dump(), api_key=plaintext)
 
 
-@router.get("", response_model=Page[KeyOut])
+@router.get("", response_model=Page[KeyOut], summary="List API keys")
 def list_keys(
     principal: AdminDep,
     session: SessionDep,
@@ -71,7 +95,7 @@ def list_keys(
     )
 
 
-@router.delete("/{key_id}", response_model=KeyOut)
+@router.delete("/{key_id}", response_model=KeyOut, summary="Revoke an API key")
 def revoke_key(key_id: str, principal: AdminDep, session: SessionDep, request: Request) -> KeyOut:
     """Revoke a key: at once on this server, within a few seconds on the others (their
     auth caches)."""

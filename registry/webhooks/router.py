@@ -20,7 +20,13 @@ def _cursor(rows: list, limit: int) -> str | None:
     return encode_cursor([rows[-1].created_at.isoformat(), rows[-1].id])
 
 
-@router.post("", status_code=201, response_model=NewWebhookOut)
+@router.post(
+    "",
+    status_code=201,
+    response_model=NewWebhookOut,
+    responses={409: {"description": "The tenant has the most endpoints allowed."}},
+    summary="Register a webhook endpoint",
+)
 def create_webhook(
     body: WebhookIn, principal: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> NewWebhookOut:
@@ -32,7 +38,7 @@ def create_webhook(
     return NewWebhookOut(**WebhookOut.model_validate(endpoint).model_dump(), secret=endpoint.secret)
 
 
-@router.get("", response_model=Page[WebhookOut])
+@router.get("", response_model=Page[WebhookOut], summary="List webhook endpoints")
 def list_webhooks(
     principal: ReadDep,
     session: SessionDep,
@@ -48,13 +54,13 @@ def list_webhooks(
     )
 
 
-@router.get("/{webhook_id}", response_model=WebhookOut)
+@router.get("/{webhook_id}", response_model=WebhookOut, summary="Show a webhook endpoint")
 def get_webhook(webhook_id: str, principal: ReadDep, session: SessionDep) -> WebhookOut:
     """One endpoint (not its secret)."""
     return WebhookOut.model_validate(service.get_endpoint(session, principal.tenant_id, webhook_id))
 
 
-@router.delete("/{webhook_id}", response_model=WebhookOut)
+@router.delete("/{webhook_id}", response_model=WebhookOut, summary="Delete a webhook endpoint")
 def delete_webhook(webhook_id: str, principal: AdminDep, session: SessionDep) -> WebhookOut:
     """Delete an endpoint with its deliveries; pending ones are not sent."""
     endpoint = service.delete_endpoint(
@@ -63,7 +69,11 @@ def delete_webhook(webhook_id: str, principal: AdminDep, session: SessionDep) ->
     return WebhookOut.model_validate(endpoint)
 
 
-@router.get("/{webhook_id}/deliveries", response_model=Page[DeliveryOut])
+@router.get(
+    "/{webhook_id}/deliveries",
+    response_model=Page[DeliveryOut],
+    summary="List a webhook's deliveries",
+)
 def list_deliveries(
     webhook_id: str,
     principal: ReadDep,
@@ -87,7 +97,10 @@ def list_deliveries(
 
 
 @router.post(
-    "/{webhook_id}/deliveries/{delivery_id}/redeliver", status_code=202, response_model=DeliveryOut
+    "/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryOut,
+    summary="Send a webhook delivery again",
 )
 def redeliver(
     webhook_id: str, delivery_id: str, principal: AdminDep, session: SessionDep
@@ -97,7 +110,12 @@ def redeliver(
     return DeliveryOut.model_validate(delivery)
 
 
-@router.post("/{webhook_id}/ping", status_code=202, response_model=DeliveryOut)
+@router.post(
+    "/{webhook_id}/ping",
+    status_code=202,
+    response_model=DeliveryOut,
+    summary="Send a test event to a webhook",
+)
 def ping(webhook_id: str, principal: AdminDep, session: SessionDep) -> DeliveryOut:
     """Queue a `webhook.ping` event for this endpoint alone, to test the receiver."""
     return DeliveryOut.model_validate(service.ping(session, principal.tenant_id, webhook_id))

@@ -61,7 +61,14 @@ def _schema(seed: int):
             "dictionaries": {"edges": {"values": EDGE_VALUES}},
             # Input that breaks the schema must be refused; a body over the JSON size limit
             # is refused before it is parsed (413), which is as good a refusal.
-            "checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}},
+            # The answers must be as the document says: each status documented for the
+            # operation, each body valid against that status's schema (our error envelope
+            # for every 4xx: registry/api/openapi.py).
+            "checks": {
+                "negative_data_rejection": {"expected-statuses": REJECTIONS},
+                "status_code_conformance": {"enabled": True},
+                "response_schema_conformance": {"enabled": True},
+            },
             "generation": {
                 "dictionaries": {
                     kind: {"dictionary": "edges", "probability": 0.1}
