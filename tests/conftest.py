@@ -24,6 +24,12 @@ def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", str(threads_per_worker()))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow (real training, real worker processes) go first: started last,
+    one of them would leave the other xdist workers idle at the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def pg_url():
     """A fresh PostgreSQL database for this test run, migrated to head, dropped at the end."""

@@ -1,5 +1,5 @@
 """Property-based fuzzing of every operation from our own OpenAPI schema, over PostgreSQL
-(where bad text and integers turn into DataErrors): all of schemathesis's checks, several
+(where bad text and integers turn into DataErrors): all of schemathesis's checks, two
 seeds, with a valid API key so cases get past authentication."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.api import helpers
 from tests.api.conftest import RecordingDispatcher
 from tests.pgdb import temporary_database
 
-SEEDS = (1, 2, 3)
+SEEDS = (1, 2)
 # Values that once were 500s over PostgreSQL, mixed into generated strings and integers
 # (schemathesis leaves NUL out of paths and headers; test_input_rules covers those).
 EDGE_VALUES = ["a\x00b", "\x00", 2**31, 2**31 - 1, 2**63, -(2**31) - 1]
@@ -132,4 +132,3 @@ _SCHEMA_APP = create_app(
 )
 test_no_server_errors_seed_1 = _fuzz_test(SEEDS[0])
 test_no_server_errors_seed_2 = _fuzz_test(SEEDS[1])
-test_no_server_errors_seed_3 = _fuzz_test(SEEDS[2])

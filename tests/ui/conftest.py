@@ -1,8 +1,11 @@
 """Browser tests of the console: Debian's Chromium driven by Playwright against a live
 registry API process over PostgreSQL.
 
-Session fixtures (one browser and one API per test process): `chromium`, `live_registry`
-(a fresh tenant with admin, train and read keys, and a second tenant to try to reach).
+`chromium` is one browser per test module: Playwright's sync API keeps an asyncio event
+loop running on the thread while it is open, and a later test of another module in the
+same process (one that calls `asyncio.run`) would fail. `live_registry` is one API
+process per test process (a fresh tenant with admin, train and read keys, and a second
+tenant to try to reach).
 Per test: `page` (a fresh browser context: empty sessionStorage) that fails the test on
 any console error or uncaught exception the test did not announce with
 `expect_console_error(pattern)`. `screenshot(page, name)` saves a PNG under
@@ -47,7 +50,7 @@ CHROMIUM_FLAGS = [
 TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
     """The system's Chromium (apt-get install chromium; scripts/install.sh does it)."""
     executable = shutil.which("chromium")

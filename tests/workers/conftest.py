@@ -149,11 +149,12 @@ def stack_overrides(request):
     return getattr(request, "param", {})
 
 
-# The modules whose tests run twice: one job at a time (VERA_PACK_MAX_JOBS=1, the worker
-# before packs) and packed (the default), so neither claiming path can regress unseen. The
-# rest run packed only: erasure, uploads and webhooks act on a job whichever way it was
-# claimed, and test_packs / test_pack_runner choose their own pack sizes.
-BOTH_PATHS = {"test_end_to_end", "test_fair_share"}
+# The modules whose tests run twice: one job at a time (VERA_PACK_MAX_JOBS=1) and packed
+# (the default). Both go through the same claim (lease.claim_next) and runner (PackRunner);
+# the pack size only bounds how many queued companions a claim takes, which matters where
+# several jobs queue at once: fair share. The other end-to-end tests queue one job at a
+# time and run packed only (test_packs and test_pack_runner choose their own sizes).
+BOTH_PATHS = {"test_fair_share"}
 
 
 def pytest_generate_tests(metafunc):
